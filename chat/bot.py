@@ -1,0 +1,244 @@
+"""One reply's life: context, stream, publish, flush, stop, errors and the watchdog.
+
+A `ReplyStream` is the only writer of its reply. Tokens arrive as fast as the provider sends them;
+tabs get the new text at most every `ui_interval` (a delta, never the whole text again) and the
+database at most every `db_interval` (plus a final write), so a long reply costs about its own size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from nicegui import background_tasks
+
+from .config import Settings
+from .models import Kind, Message, Status, utc_now
+from .providers import ChatMessages, Provider, Usage, explain_error
+
+if TYPE_CHECKING:
+    from .room import Room
+
+log = logging.getLogger(__name__)
+
+
+class ReplyTimeout(Exception):
+    """The provider went quiet: no first token, or no new token, within the allowed time."""
+
+
+def build_prompt(system_prompt: str, context: list[Message]) -> ChatMessages:
+    """People speak as `user` with their name in front, so the model can tell them apart; the bot as `assistant`."""
+    messages = [{'role': 'system', 'content': system_prompt}]
+    for message in context:
+        if message.kind == Kind.BOT:
+            messages.append({'role': 'assistant', 'content': message.body})
+        else:
+            messages.append({'role': 'user', 'content': f'{message.author}: {message.body}'})
+    return messages
+
+
+class Throttle:
+    """Runs `action` at most once per `interval`. A call inside the interval is deferred to its end, never dropped."""
+
+    def __init__(self, interval: float, action: Callable[[], Awaitable[Any] | None]) -> None:
+        self.interval = interval
+        self.action = action
+        self._last_run = -interval
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task] = set()
+
+    def __call__(self) -> None:
+        if self._timer is not None:
+            return  # already due; the deferred run will see the newest state
+        wait = self._last_run + self.interval - time.monotonic()
+        if wait <= 0:
+            self._run()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._run)
+
+    def _run(self) -> None:
+        self._timer = None
+        self._last_run = time.monotonic()
+        result = self.action()
+        if asyncio.iscoroutine(result):
+            task = background_tasks.create(result, name='throttled action')
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def flush(self) -> None:
+        """Cancel the deferred run and wait for the running ones, so a final write comes after every earlier one."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+
+class ReplyStream:
+    def __init__(self, room: Room, message: Message, asker_id: str, provider: Provider, settings: Settings) -> None:
+        self.room = room
+        self.message = message
+        self.asker_id = asker_id
+        self.provider = provider
+        self.settings = settings
+        self.text = ''  # everything received so far; `message.body` is what the tabs have been sent
+        self.stop_requested = False
+        self.usage: Usage | None = None
+        self.send_to_tabs = Throttle(settings.ui_interval, self._send_new_text)
+        self.save_to_db = Throttle(settings.db_interval, self._save_text)
+        self.task: asyncio.Task | None = None
+
+    @property
+    def id(self) -> int:
+        assert self.message.id is not None
+        return self.message.id
+
+    def stop(self) -> None:
+        if self.task and not self.task.done():
+            self.stop_requested = True
+            self.task.cancel()  # the provider's stream closes its HTTP connection as the cancellation unwinds it
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        first_token_at: float | None = None
+        status, error = Status.DONE, None
+        try:
+            context = await self.room.store.context_before(self.id, self.settings.context_messages)
+            prompt = build_prompt(self.settings.system_prompt, context)
+            async for item in self._watched(self.provider.stream(prompt, self.settings.max_tokens)):
+                if isinstance(item, Usage):
+                    self.usage = item
+                    continue
+                if first_token_at is None:
+                    first_token_at = time.monotonic()
+                    self._set_status(Status.STREAMING)
+                self.text += item
+                self.send_to_tabs()
+                self.save_to_db()
+            if not self.text.strip():
+                status, error = Status.ERROR, 'The model sent an empty reply.'
+        except asyncio.CancelledError:
+            status = Status.STOPPED if self.stop_requested else Status.INTERRUPTED
+            error = None if self.stop_requested else 'Interrupted: the server stopped while this reply was written.'
+            if not self.stop_requested:
+                raise
+        except Exception as exception:
+            status, error = Status.ERROR, self._explain(exception)
+            log.warning('reply %s failed: %s', self.id, error, exc_info=not isinstance(exception, ReplyTimeout))
+        finally:
+            await self._finish(status, error, started, first_token_at)
+
+    async def _watched(self, stream: AsyncIterator[str | Usage]) -> AsyncIterator[str | Usage]:
+        """Yield from the provider's stream, but fail if it goes quiet for too long (the watchdog)."""
+        try:
+            while True:
+                waiting_for_first = not self.text
+                timeout = self.settings.first_token_timeout if waiting_for_first else self.settings.stall_timeout
+                try:
+                    item = await asyncio.wait_for(anext(stream), timeout)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    what = 'No answer' if waiting_for_first else 'The reply stalled: no new text'
+                    raise ReplyTimeout(f'{what} within {timeout:g} s.') from None
+                yield item
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    def _explain(self, exception: Exception) -> str:
+        if isinstance(exception, ReplyTimeout):
+            return str(exception)
+        explanation = explain_error(exception)
+        if self.text:
+            explanation += ' The text so far is kept.'
+        return explanation
+
+    def _set_status(self, status: Status) -> None:
+        self.message.status = status
+        self.room.changed.emit(self.message)
+
+    def _send_new_text(self) -> None:
+        new_text = self.text[len(self.message.body):]
+        if new_text:
+            self.message.body = self.text
+            self.room.grew.emit(self.id, new_text)
+
+    async def _save_text(self) -> None:
+        await self.room.store.save(self.id, body=self.text, status=Status.STREAMING)
+
+    async def _finish(self, status: Status, error: str | None, started: float, first_token_at: float | None) -> None:
+        await self.send_to_tabs.flush()
+        await self.save_to_db.flush()
+        self._send_new_text()
+        message = self.message
+        message.status, message.error, message.updated_at = status, error, utc_now()
+        message.duration_ms = round((time.monotonic() - started) * 1000)
+        message.first_token_ms = round((first_token_at - started) * 1000) if first_token_at else None
+        if self.usage:
+            message.prompt_tokens, message.completion_tokens = self.usage.prompt_tokens, self.usage.completion_tokens
+        try:
+            await asyncio.shield(self.room.store.save(
+                self.id, body=message.body, status=status, error=error, duration_ms=message.duration_ms,
+                first_token_ms=message.first_token_ms, prompt_tokens=message.prompt_tokens,
+                completion_tokens=message.completion_tokens,
+            ))
+        except Exception:
+            log.exception('could not save the end of reply %s', self.id)
+        self.room.bot.forget(self)
+        self.room.changed.emit(message)
+
+
+class Bot:
+    """Starts replies, remembers the ones in progress, and keeps each person to one pending reply."""
+
+    def __init__(self, room: Room, provider: Provider, settings: Settings) -> None:
+        self.room = room
+        self.provider = provider
+        self.settings = settings
+        self.replies: dict[int, ReplyStream] = {}  # in progress, by the bot message's id
+        self.claimed: set[str] = set()  # people with a question being answered
+
+    def claim(self, person_id: str) -> None:
+        from .room import MessageRefused  # the room imports the bot; this keeps the import graph one-way
+
+        if person_id in self.claimed:
+            raise MessageRefused('@gpt is still answering your last question. Wait for it, or press its Stop button, '
+                                 'then ask again. Your message is still in the box.')
+        self.claimed.add(person_id)
+
+    def release(self, person_id: str) -> None:
+        self.claimed.discard(person_id)
+
+    async def answer(self, question: Message) -> ReplyStream:
+        """Add a thinking bot message at once, then stream the reply into it in the background."""
+        try:
+            message = await self.room.store.add(Message(
+                kind=Kind.BOT, author=self.provider.name, author_id='bot', status=Status.THINKING,
+                reply_to=question.id, model=getattr(self.provider, 'model', None),
+            ))
+        except Exception:
+            self.release(question.author_id)
+            raise
+        reply = ReplyStream(self.room, message, question.author_id, self.provider, self.settings)
+        self.replies[reply.id] = reply
+        self.room.publish(message)
+        reply.task = background_tasks.create(reply.run(), name=f'reply {reply.id}')
+        return reply
+
+    def stop(self, message_id: int) -> None:
+        if reply := self.replies.get(message_id):
+            reply.stop()
+
+    def forget(self, reply: ReplyStream) -> None:
+        self.replies.pop(reply.id, None)
+        self.release(reply.asker_id)
+
+    async def interrupt_all(self) -> None:
+        """On shutdown: end every reply in progress as interrupted, with its text so far saved."""
+        tasks = [reply.task for reply in self.replies.values() if reply.task]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,50 @@
+"""The one table: every message, from people and from the bot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlmodel import Field, SQLModel
+
+
+class Kind(StrEnum):
+    USER = 'user'
+    BOT = 'bot'
+
+
+class Status(StrEnum):
+    """A person's message is DONE when stored; a bot reply walks THINKING -> STREAMING -> one of the ends."""
+
+    THINKING = 'thinking'
+    STREAMING = 'streaming'
+    DONE = 'done'
+    STOPPED = 'stopped'
+    ERROR = 'error'
+    INTERRUPTED = 'interrupted'  # the process ended while the reply was in progress
+
+    @property
+    def in_progress(self) -> bool:
+        return self in {Status.THINKING, Status.STREAMING}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    kind: Kind = Kind.USER
+    author: str
+    author_id: str = Field(index=True)  # a tab's identity id; "mine" is decided by this, never by the name
+    body: str = ''
+    status: Status = Field(default=Status.DONE, index=True)
+    reply_to: int | None = None  # for a bot reply: the message that mentioned @gpt
+    error: str | None = None  # a short, human explanation shown in the bubble
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_token_ms: int | None = None
+    duration_ms: int | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)

@@ -1,0 +1,120 @@
+"""Every database access. Each call is a short session run on one worker thread.
+
+One thread, because SQLite takes one writer at a time anyway, and a single queue keeps writes in the
+order they were asked for (a reply's final text can never be overtaken by an older flush). The event
+loop only awaits the result, so a slow disk never freezes the other tabs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, SQLModel, col, create_engine, delete, func, select, update
+
+from .models import Kind, Message, Status, utc_now
+
+log = logging.getLogger(__name__)
+T = TypeVar('T')
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _create_engine(url)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix='store')
+        self.commits = 0  # counted for tests and the benchmark: coalescing must keep this low
+
+    async def _run(self, work: Callable[[Session], T], *, write: bool = False) -> T:
+        def in_session() -> T:
+            with Session(self.engine, expire_on_commit=False) as session:
+                result = work(session)
+                if write:
+                    session.commit()
+                    self.commits += 1
+                return result
+        return await asyncio.get_running_loop().run_in_executor(self._worker, in_session)
+
+    async def open(self) -> None:
+        """Create the tables; mark replies a previous process left in progress as interrupted."""
+        await self._run(lambda session: SQLModel.metadata.create_all(session.get_bind()), write=True)
+        count = await self.mark_interrupted()
+        if count:
+            log.warning('%d reply(s) left in progress by a previous run are now marked interrupted', count)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._worker, self.engine.dispose)
+        self._worker.shutdown(wait=True)
+
+    async def add(self, message: Message) -> Message:
+        def work(session: Session) -> Message:
+            session.add(message)
+            session.flush()  # assigns the id
+            return message
+        return await self._run(work, write=True)
+
+    async def save(self, message_id: int, **changes: Any) -> None:
+        """Write some fields of one message (a reply's text so far, its status, its usage)."""
+        statement = update(Message).where(col(Message.id) == message_id).values(**changes, updated_at=utc_now())
+        await self._run(lambda session: session.exec(statement), write=True)
+
+    async def recent(self, limit: int, before_id: int | None = None) -> list[Message]:
+        """The newest `limit` messages (older than `before_id` if given), oldest first."""
+        statement = select(Message).order_by(col(Message.id).desc()).limit(limit)
+        if before_id is not None:
+            statement = statement.where(col(Message.id) < before_id)
+        rows = await self._run(lambda session: list(session.exec(statement)))
+        return rows[::-1]
+
+    async def context_before(self, message_id: int, limit: int) -> list[Message]:
+        """What the bot may read: the last `limit` finished messages before `message_id`, oldest first.
+        Failed, stopped-empty and still-running replies are left out."""
+        usable = (col(Message.kind) == Kind.USER) | (
+            (col(Message.status).in_([Status.DONE, Status.STOPPED])) & (col(Message.body) != '')
+        )
+        statement = select(Message).where(col(Message.id) < message_id, usable) \
+            .order_by(col(Message.id).desc()).limit(limit)
+        rows = await self._run(lambda session: list(session.exec(statement)))
+        return rows[::-1]
+
+    async def get(self, message_id: int) -> Message | None:
+        return await self._run(lambda session: session.get(Message, message_id))
+
+    async def count(self) -> int:
+        return await self._run(lambda session: session.exec(select(func.count()).select_from(Message)).one())
+
+    async def mark_interrupted(self) -> int:
+        statement = update(Message).where(col(Message.status).in_([Status.THINKING, Status.STREAMING])) \
+            .values(status=Status.INTERRUPTED, error='Interrupted: the server stopped while this reply was written.',
+                    updated_at=utc_now())
+        return await self._run(lambda session: session.exec(statement).rowcount, write=True)
+
+    async def delete_all(self) -> int:
+        return await self._run(lambda session: session.exec(delete(Message)).rowcount, write=True)
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != 'sqlite':
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ':memory:':
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={'check_same_thread': False, 'timeout': 10})
+
+    @event.listens_for(engine, 'connect')
+    def tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+        # WAL: readers never wait for the writer; NORMAL sync is durable at each commit in WAL mode
+        # except on power loss, which is the usual trade for a chat app.
+        cursor = dbapi_connection.cursor()
+        cursor.execute('PRAGMA journal_mode=WAL')
+        cursor.execute('PRAGMA synchronous=NORMAL')
+        cursor.execute('PRAGMA busy_timeout=10000')
+        cursor.close()
+
+    return engine

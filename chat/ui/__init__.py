@@ -1,0 +1,40 @@
+"""Everything that touches `nicegui.ui`: the page, the message bubbles, and wiring the room to the app's life."""
+
+from __future__ import annotations
+
+import logging
+
+from nicegui import app, background_tasks
+
+from ..config import Settings
+from ..providers import DemoProvider, make_provider
+from ..room import Room
+from ..seed import play_script
+from ..store import Store
+from .page import register_page
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings) -> Room:
+    """Create the room and hook it to the app: open it at start-up, close it at shutdown, serve the page."""
+    room = Room(settings, Store(settings.db_url), make_provider(settings))
+
+    async def start() -> None:
+        if room.is_open:  # the start-up hooks may run more than once (the tests' simulated tabs do that)
+            return
+        await room.open(reset=settings.reset)
+        provider = room.bot.provider
+        if isinstance(provider, DemoProvider):
+            log.warning('No OPENAI_API_KEY: @gpt is answered by the offline demo bot, which is not GPT. '
+                        'Set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server) to use a real model.')
+        else:
+            log.info('%s', provider.description)
+        if settings.seed and not room.recent:
+            background_tasks.create(play_script(room), name='first-run demo conversation')
+
+    app.state.room = room  # FastAPI's place for app-wide objects; the tests reach the room through it
+    app.on_startup(start)
+    app.on_shutdown(room.close)
+    register_page(room)
+    return room

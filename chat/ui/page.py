@@ -1,0 +1,189 @@
+"""The room's page: built once per tab, then kept current by the room's events (never rebuilt)."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from faker import Faker
+from nicegui import app, ui
+
+from ..models import Message
+from ..providers import DemoProvider
+from ..room import MessageRefused, Person, Room, initials
+from .bubble import Bubble, person_avatar
+
+# The list is a column-reverse flex box: the browser itself keeps it pinned to the bottom while the
+# reader is there, and leaves it alone once they scroll up, with no message from the server.
+SCROLLER_CLASSES = 'w-full overflow-y-auto flex flex-col-reverse'
+PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N more"
+AT_BOTTOM_JS = '(event) => emit(event.target.scrollTop > -80)'  # in a reversed list, 0 is the bottom
+
+
+def new_identity(room: Room) -> dict[str, str]:
+    """A made-up first name, preferably one nobody in the room has right now."""
+    fake = Faker()
+    taken = {person.name for person in room.people.values()}
+    name = fake.first_name()
+    for _ in range(20):
+        if name not in taken:
+            break
+        name = fake.first_name()
+    return {'id': uuid4().hex, 'name': name}
+
+
+def valid_name(name: str) -> bool:
+    return 0 < len(name.strip()) <= 40
+
+
+class ChatPage:
+    def __init__(self, room: Room, person: Person) -> None:
+        self.room = room
+        self.me = person
+        self.bubbles: dict[int, Bubble] = {}
+        self.at_bottom = True
+
+        with ui.header().classes('items-center gap-3 bg-grey-9 q-py-sm'):
+            ui.label('Streaming chat').classes('text-lg font-medium')
+            is_demo = isinstance(room.bot.provider, DemoProvider)
+            ui.badge(room.bot.provider.description, color='orange-9' if is_demo else 'teal-8') \
+                .classes('text-xs').mark('provider')
+            ui.space()
+            with ui.button(on_click=self.rename).props('flat no-caps').classes('text-white').mark('me'):
+                ui.label('Connected as').classes('text-grey-5')
+                self.my_name = ui.label(person.name).classes('font-medium')
+                self.my_initials = person_avatar(person.name, person.id, size='sm')
+                ui.tooltip('Click to change your name')
+
+        with ui.right_drawer(value=True, fixed=True).classes('bg-grey-1').props('width=200 breakpoint=700'):
+            self.people_title = ui.label().classes('text-sm text-grey-8 font-medium')
+            self.people_list = ui.column().classes('gap-1').mark('people')
+            self.more_people = ui.label().classes('text-xs text-grey-7')
+        self.people_rows: dict[str, ui.row] = {}
+        for person in [self.me, *(p for p in room.people.values() if p.id != self.me.id)][:PEOPLE_SHOWN]:
+            self.add_person_row(person)
+        self.show_people_count()
+
+        with ui.element('div').classes(SCROLLER_CLASSES).style('height: calc(100vh - 9rem)') \
+                .on('scroll', self.on_scroll, js_handler=AT_BOTTOM_JS, throttle=0.2) as self.scroller:
+            self.messages = ui.column().classes('w-full gap-1 q-px-sm').mark('messages')
+        with ui.page_sticky('bottom', y_offset=90):
+            self.new_messages_chip = ui.button('New messages', icon='arrow_downward', on_click=self.jump_to_bottom) \
+                .props('rounded dense unelevated no-caps color=primary size=sm').mark('new-messages')
+            self.new_messages_chip.set_visibility(False)
+
+        with ui.footer().classes('bg-white q-pa-sm'), ui.row().classes('w-full items-center no-wrap gap-2'):
+            self.input = ui.input(placeholder='Message the room. Write @gpt to ask GPT.') \
+                .props('outlined dense autofocus').classes('grow').mark('input').on('keydown.enter', self.send)
+            ui.button(icon='send', on_click=self.send).props('round unelevated color=primary').mark('send')
+
+        with self.messages:
+            for message in room.recent:
+                self.add(message)
+
+        room.added.subscribe(self.on_added)
+        room.grew.subscribe(self.on_grew)
+        room.changed.subscribe(self.on_changed)
+        room.presence_changed.subscribe(self.on_presence_changed)
+
+    # what the room tells every tab
+
+    def add(self, message: Message) -> None:
+        assert message.id is not None
+        self.bubbles[message.id] = Bubble(message, mine=message.author_id == self.me.id, on_stop=self.room.bot.stop)
+
+    def on_added(self, message: Message) -> None:
+        if message.id in self.bubbles:
+            return
+        with self.messages:
+            self.add(message)
+        if len(self.bubbles) > self.room.settings.history_size * 2:  # a long session: drop the oldest bubbles
+            oldest = min(self.bubbles)
+            self.messages.remove(self.bubbles.pop(oldest).element)
+        if not self.at_bottom:
+            self.new_messages_chip.set_visibility(True)
+
+    def on_grew(self, message_id: int, text: str) -> None:
+        if bubble := self.bubbles.get(message_id):
+            bubble.append(text)
+
+    def on_changed(self, message: Message) -> None:
+        if message.id is not None and (bubble := self.bubbles.get(message.id)):
+            bubble.change(message)
+
+    def on_presence_changed(self, person: Person) -> None:
+        """One person arrived, left or was renamed: change their row only, so a busy room stays cheap."""
+        if row := self.people_rows.pop(person.id, None):
+            self.people_list.remove(row)
+        if person.id in self.room.people and len(self.people_rows) < PEOPLE_SHOWN:
+            self.add_person_row(person)
+        self.show_people_count()
+
+    def show_people_count(self) -> None:
+        self.people_title.set_text(f'Here now ({len(self.room.people)})')
+        hidden = len(self.room.people) - len(self.people_rows)
+        self.more_people.set_text(f'and {hidden} more' if hidden > 0 else '')
+
+    def add_person_row(self, person: Person) -> None:
+        with self.people_list, ui.row().classes('items-center gap-2 no-wrap') as row:
+            person_avatar(person.name, person.id, size='sm')
+            ui.label(person.name + (' (you)' if person.id == self.me.id else '')).classes('text-sm')
+        self.people_rows[person.id] = row
+
+    # what this tab's reader does
+
+    async def send(self) -> None:
+        text = self.input.value or ''
+        try:
+            message = await self.room.post(self.me, text)
+        except MessageRefused as refusal:
+            ui.notify(str(refusal), type='warning', position='top', multi_line=True)
+            return
+        if message is not None and self.input.value == text:  # cleared only once stored, and only if unchanged
+            self.input.value = ''
+        self.jump_to_bottom()
+
+    def on_scroll(self, event) -> None:
+        self.at_bottom = bool(event.args)
+        if self.at_bottom:
+            self.new_messages_chip.set_visibility(False)
+
+    def jump_to_bottom(self) -> None:
+        if not self.at_bottom:
+            self.scroller.run_method('scrollTo', {'top': 0, 'behavior': 'smooth'})
+        self.at_bottom = True
+        self.new_messages_chip.set_visibility(False)
+
+    def rename(self) -> None:
+        with ui.dialog() as dialog, ui.card():
+            ui.label('Your name in the room')
+            name_input = ui.input(value=self.me.name, validation={'1 to 40 characters': valid_name}) \
+                .props('autofocus').mark('name-input')
+
+            def save() -> None:
+                name = (name_input.value or '').strip()
+                if not valid_name(name):
+                    return
+                app.storage.tab['identity'] = {'id': self.me.id, 'name': name}
+                self.room.rename(self.me, name)
+                self.my_name.set_text(name)
+                self.my_initials.set_text(initials(name))
+                dialog.close()
+
+            name_input.on('keydown.enter', save)
+            with ui.row():
+                ui.button('Save', on_click=save).mark('save-name')
+                ui.button('Cancel', on_click=dialog.close).props('flat')
+        dialog.open()
+
+
+def register_page(room: Room) -> None:
+    @ui.page('/', title='Streaming chat')
+    async def index() -> None:
+        client = ui.context.client
+        await client.connected()  # the tab's storage (who this tab is) needs the socket
+        await room.ready.wait()  # NiceGUI runs start-up hooks in the background: a tab may arrive first
+        identity = app.storage.tab.get('identity') or new_identity(room)
+        app.storage.tab['identity'] = identity
+        person = room.join(identity['id'], identity['name'], client.id)
+        client.on_delete(lambda: room.leave(person.id, client.id))
+        ChatPage(room, person)

@@ -1,0 +1,169 @@
+"""The room with simulated tabs: names, live messages, reloads, refusals, persistence and presence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from nicegui import ElementFilter, ui
+from nicegui.testing import User
+
+from chat.models import Message
+from chat.room import Room
+from chat.store import Store
+
+from .conftest import eventually, open_room
+
+
+def my_name(user: User) -> str:
+    with user:
+        return user.find(marker='me').elements.pop().default_slot.children[1].text
+
+
+def bubbles(user: User) -> list[ui.chat_message]:
+    with user:
+        return list(ElementFilter(kind=ui.chat_message))
+
+
+def bubble_text(bubble: ui.chat_message) -> str:
+    return ''.join(getattr(element, 'text', '') or '' for element in bubble.descendants()
+                   if 'whitespace-pre-wrap' in element.classes)
+
+
+def shown(user: User) -> list[tuple[str, str, bool]]:
+    """Each bubble on this tab as (author, text, shown as mine)."""
+    return [(bubble.props['name'], bubble_text(bubble), bubble.props['sent']) for bubble in bubbles(user)]
+
+
+async def send(user: User, text: str) -> None:
+    user.find(marker='input').type(text)
+    user.find(marker='send').click()
+
+
+async def test_three_tabs_see_each_message_once_as_its_author(create_user: Callable[[], User], room: Room) -> None:
+    tabs = [create_user() for _ in range(3)]
+    for tab in tabs:
+        await open_room(tab)
+    names = [my_name(tab) for tab in tabs]
+    assert len(set(names)) == 3, names
+
+    await send(tabs[0], 'Hello from the first tab')
+    for tab in tabs:
+        await eventually(lambda tab=tab: len(bubbles(tab)) == 1)
+    assert shown(tabs[0]) == [(names[0], 'Hello from the first tab', True)]
+    assert shown(tabs[1]) == [(names[0], 'Hello from the first tab', False)]
+    assert shown(tabs[2]) == [(names[0], 'Hello from the first tab', False)]
+    with tabs[0]:
+        assert tabs[0].find(marker='input').elements.pop().value == ''  # cleared once stored
+
+
+async def test_mine_is_decided_by_identity_not_by_name(create_user: Callable[[], User], room: Room) -> None:
+    alice, twin = create_user(), create_user()
+    await open_room(alice)
+    await open_room(twin)
+    twin.find(marker='me').click()
+    with twin:
+        twin.find(marker='name-input').elements.pop().value = my_name(alice)
+    twin.find(marker='save-name').click()
+    await eventually(lambda: my_name(twin) == my_name(alice))
+
+    await send(alice, 'Which of us wrote this?')
+    await eventually(lambda: len(bubbles(twin)) == 1)
+    assert shown(alice)[0][2] is True
+    assert shown(twin)[0][2] is False
+
+
+async def test_a_reload_keeps_the_name_and_a_new_tab_gets_another(create_user: Callable[[], User], room: Room) -> None:
+    tab = create_user()
+    await open_room(tab)
+    name = my_name(tab)
+    await open_room(tab)  # the same browser tab (same tab id) loads the page again
+    assert my_name(tab) == name
+    newcomer = create_user()
+    await open_room(newcomer)
+    assert my_name(newcomer) != name
+
+
+async def test_messages_are_stored_and_shown_after_a_restart(user: User, room: Room, db_path: Path) -> None:
+    await open_room(user)
+    await send(user, 'Remember me')
+    await eventually(lambda: len(bubbles(user)) == 1)
+    await room.close()  # the app stops...
+
+    store = Store(f'sqlite:///{db_path}')  # ...and another process opens the same file
+    await store.open()
+    stored = await store.recent(10)
+    await store.close()
+    assert [(message.body, message.author) for message in stored] == [('Remember me', my_name(user))]
+
+
+@pytest.fixture
+def earlier_messages(db_path: Path) -> list[str]:
+    """A database written by an earlier run of the app, before this one starts."""
+    import asyncio
+
+    async def write() -> None:
+        store = Store(f'sqlite:///{db_path}')
+        await store.open()
+        for index in range(150):
+            await store.add(Message(author='Ian', author_id='earlier', body=f'old message {index}'))
+        await store.close()
+    asyncio.run(write())
+    return [f'old message {index}' for index in range(50, 150)]
+
+
+async def test_a_tab_opens_on_the_newest_100_messages_oldest_first(earlier_messages: list[str], user: User) -> None:
+    await open_room(user)
+    assert [text for _, text, _ in shown(user)] == earlier_messages
+
+
+async def test_empty_and_blank_messages_are_refused_quietly(user: User, room: Room) -> None:
+    await open_room(user)
+    for text in ['', '   ', '\n\t ']:
+        await send(user, text)
+    await user.should_not_see(kind=ui.chat_message)
+    assert await room.store.count() == 0
+    assert not user.notify.messages
+
+
+async def test_an_overlong_message_is_refused_with_a_notice_and_stays_in_the_box(user: User, room: Room) -> None:
+    await open_room(user)
+    text = 'x' * 4001
+    await send(user, text)
+    await eventually(lambda: user.notify.messages)
+    assert 'limit is 4,000' in user.notify.messages[-1]
+    with user:
+        assert user.find(marker='input').elements.pop().value == text
+    assert await room.store.count() == 0
+    with user:
+        user.find(marker='input').elements.pop().value = ''
+    await send(user, 'y' * 4000)  # exactly at the limit is fine
+    await eventually(lambda: len(bubbles(user)) == 1)
+
+
+async def test_who_is_here_follows_tabs_opening_and_closing(create_user: Callable[[], User], room: Room) -> None:
+    first, second = create_user(), create_user()
+    await open_room(first)
+    await open_room(second)
+    await first.should_see('Here now (2)')
+    second_name = my_name(second)
+    await first.should_see(second_name)
+    assert second.client is not None
+    second.client.delete()  # the tab is closed (NiceGUI deletes its client once the socket is gone)
+    await first.should_see('Here now (1)')
+    await first.should_not_see(second_name)
+
+
+async def test_subscriptions_are_released_when_200_tabs_close(create_user: Callable[[], User], room: Room) -> None:
+    events = [room.added, room.grew, room.changed, room.presence_changed]
+    before = [len(event.callbacks) for event in events]
+    tabs = [create_user() for _ in range(200)]
+    for tab in tabs:
+        await open_room(tab)
+    assert [len(event.callbacks) for event in events] == [count + 200 for count in before]
+    for tab in tabs:
+        assert tab.client is not None
+        tab.client.delete()
+    assert [len(event.callbacks) for event in events] == before
+    assert room.people == {}
