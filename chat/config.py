@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='messages before the reply sent as context ($CHAT_CONTEXT_MESSAGES)')
     bot.add_argument('--system-prompt', default=env('CHAT_SYSTEM_PROMPT', Settings.system_prompt),
                      help='the system prompt ($CHAT_SYSTEM_PROMPT)')
+    bot.add_argument('--retries', dest='max_retries', type=int, default=int(env('CHAT_RETRIES', Settings.max_retries)),
+                     help='retries of a failed request to the provider ($CHAT_RETRIES)')
     bot.add_argument('--timeout', dest='stall_timeout', type=float,
                      default=float(env('CHAT_TIMEOUT', Settings.stall_timeout)),
                      help='seconds without a first or a new token before a reply fails ($CHAT_TIMEOUT)')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -14,24 +15,48 @@ from nicegui.testing import User
 
 from chat.room import Room
 
+from .fake_openai import FakeOpenAI
+
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / 'chat.db'
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting leaks in from the machine: no real key, no real server."""
+    for name in list(os.environ):
+        if name.startswith(('OPENAI_', 'OPEN_API_', 'CHAT_')):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
-def app_args(db_path: Path) -> list[str]:
+def app_args(clean_environment: None, db_path: Path) -> list[str]:
     """The command line `main.py` sees; a test module or test may override this fixture."""
     return ['--no-browser', '--no-seed', '--db', str(db_path), '--provider', 'demo']
 
 
 @pytest.fixture(autouse=True)
 def command_line(monkeypatch: pytest.MonkeyPatch, app_args: list[str]) -> Iterator[None]:
-    for name in ('OPENAI_API_KEY', 'OPEN_API_KEY', 'OPENAI_BASE_URL', 'OPENAI_MODEL', 'CHAT_DB', 'CHAT_PROVIDER'):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(sys, 'argv', ['main.py', *app_args])
     yield
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_args(clean_environment: None, db_path: Path, fake_openai: FakeOpenAI,
+                monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Run the app against the local fake OpenAI server, with short timeouts and no retries."""
+    monkeypatch.setenv('OPENAI_API_KEY', 'sk-test-secret-key')
+    monkeypatch.setenv('OPENAI_BASE_URL', fake_openai.base_url)
+    return ['--no-browser', '--no-seed', '--db', str(db_path), '--provider', 'openai', '--retries', '0',
+            '--timeout', '2']
 
 
 @pytest.fixture

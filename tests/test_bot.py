@@ -1,0 +1,280 @@
+"""@gpt against a real local HTTP server that speaks OpenAI's streaming format, watched by simulated tabs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+from nicegui import ElementFilter, ui
+from nicegui.testing import User
+
+from chat.models import Kind, Message, Status
+from chat.room import Room
+from chat.ui.bubble import TextPiece
+
+from .conftest import eventually, open_room
+from .fake_openai import FakeOpenAI, Script, numbered_tokens
+
+
+@pytest.fixture
+def app_args(openai_args: list[str]) -> list[str]:
+    return openai_args
+
+
+def reply_shown(user: User, message_id: int) -> str:
+    """The reply's text as this tab shows it: its Markdown once finished, else its streamed pieces."""
+    with user:
+        (bubble,) = ElementFilter(marker=f'message-{message_id}')
+        markdown = [element for element in bubble.descendants() if isinstance(element, ui.markdown)]
+        if markdown:
+            return markdown[0].content
+        return ''.join(element.text for element in bubble.descendants() if isinstance(element, TextPiece))
+
+
+def status_shown(user: User, message_id: int) -> str:
+    with user:
+        (bubble,) = ElementFilter(marker=f'message-{message_id}')
+        return ' '.join(element.text for element in bubble.descendants()
+                        if isinstance(element, ui.label) and element.visible)
+
+
+def replies(room: Room) -> list[Message]:
+    return [message for message in room.recent if message.kind == Kind.BOT]
+
+
+async def ask(user: User, text: str) -> None:
+    user.find(marker='input').type(text)
+    user.find(marker='send').click()
+
+
+async def finished_reply(room: Room, timeout: float = 10) -> Message:
+    await eventually(lambda: replies(room) and not replies(room)[-1].status.in_progress, timeout,
+                     'the reply did not finish')
+    return replies(room)[-1]
+
+
+async def test_a_reply_streams_into_two_tabs_and_ends_the_same_everywhere(
+        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(60), delay=0.01)
+    asker, watcher = create_user(), create_user()
+    await open_room(asker)
+    await open_room(watcher)
+    await ask(asker, '@gpt count for us')
+
+    await eventually(lambda: replies(room))
+    reply_id = replies(room)[0].id
+    assert reply_id is not None
+    lengths_seen = set()
+    while replies(room)[0].status.in_progress:
+        lengths_seen.add(len(reply_shown(watcher, reply_id)))
+        await asyncio.sleep(0.02)
+    assert len(lengths_seen) > 2, 'the watcher should see the text grow, not appear at once'
+
+    expected = ''.join(numbered_tokens(60))
+    reply = await finished_reply(room)
+    assert reply.status == Status.DONE
+    for tab in (asker, watcher):
+        await eventually(lambda tab=tab: reply_shown(tab, reply_id) == expected)
+    stored = await room.store.get(reply_id)
+    assert stored is not None
+    assert (stored.body, stored.status, stored.completion_tokens) == (expected, Status.DONE, 60)
+    assert stored.prompt_tokens is not None and stored.duration_ms is not None and stored.first_token_ms is not None
+    assert 'tokens' in status_shown(watcher, reply_id)  # usage and timing, shown discreetly
+
+
+async def test_a_tab_opened_mid_reply_gets_the_text_so_far_then_the_rest(
+        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(80), delay=0.02)
+    asker = create_user()
+    await open_room(asker)
+    await ask(asker, '@gpt go slowly')
+    await eventually(lambda: replies(room) and len(replies(room)[0].body) > 20)
+    reply_id = replies(room)[0].id
+    assert reply_id is not None
+
+    latecomer = create_user()
+    await open_room(latecomer)
+    first_seen = reply_shown(latecomer, reply_id)
+    assert first_seen and replies(room)[0].status == Status.STREAMING
+    assert ''.join(numbered_tokens(80)).startswith(first_seen)
+
+    await finished_reply(room)
+    await eventually(lambda: reply_shown(latecomer, reply_id) == ''.join(numbered_tokens(80)))
+
+
+async def test_a_long_reply_is_coalesced_for_tabs_and_database(user: User, room: Room, fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(1000), delay=0.002)
+    await open_room(user)
+    tab_updates: list[str] = []
+    room.grew.subscribe(lambda _id, text: tab_updates.append(text))
+    commits_before = room.store.commits
+    await ask(user, '@gpt a long one')
+    reply = await finished_reply(room, timeout=30)
+
+    assert ''.join(tab_updates) == reply.body == ''.join(numbered_tokens(1000))
+    assert len(tab_updates) < 1000 / 5, f'{len(tab_updates)} tab updates for 1,000 tokens'
+    commits = room.store.commits - commits_before
+    seconds = reply.duration_ms / 1000  # type: ignore[operator]
+    assert commits <= 4 * seconds + 5, f'{commits} commits in {seconds:.1f} s'
+    assert commits < 1000 / 20
+
+
+async def test_stop_ends_the_reply_in_every_tab_and_closes_the_connection(
+        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(500), delay=0.02)
+    asker, watcher = create_user(), create_user()
+    await open_room(asker)
+    await open_room(watcher)
+    await ask(asker, '@gpt talk a lot')
+    await eventually(lambda: replies(room) and replies(room)[0].body)
+    reply_id = replies(room)[0].id
+    assert reply_id is not None
+    watcher.find(marker='stop').click()  # anyone may stop it, not only the asker
+
+    reply = await finished_reply(room)
+    assert reply.status == Status.STOPPED
+    assert 0 < len(reply.body) < len(''.join(numbered_tokens(500)))
+    await eventually(lambda: fake_openai.open_streams == 0, message='the provider connection stayed open')
+    stored = await room.store.get(reply_id)
+    assert stored is not None and (stored.status, stored.body) == (Status.STOPPED, reply.body)
+    for tab in (asker, watcher):
+        await eventually(lambda tab=tab: reply_shown(tab, reply_id) == reply.body)
+        assert 'Stopped' in status_shown(tab, reply_id)
+
+
+@pytest.mark.parametrize(('directives', 'expected_error', 'keeps_text'), [
+    ('[[status:401]]', 'API key was rejected (401)', False),
+    ('[[status:429]]', 'rate limiting us (429)', False),
+    ('[[status:500]]', 'server error (500)', False),
+    ('[[first_delay:5]]', 'No answer within 2 s', False),
+    ('[[tokens:10]] [[stall:3]]', 'stalled: no new text within 2 s', True),
+    ('[[tokens:10]] [[drop:4]]', 'connection to it dropped', True),
+    ('[[tokens:10]] [[malformed:3]]', 'malformed response', True),
+])
+async def test_errors_end_the_reply_with_a_clear_message(
+        user: User, room: Room, directives: str, expected_error: str, keeps_text: bool) -> None:
+    await open_room(user)
+    await ask(user, f'@gpt fail please {directives}')
+    reply = await finished_reply(room)
+    assert reply.status == Status.ERROR
+    assert reply.error is not None and expected_error in reply.error
+    assert bool(reply.body) == keeps_text
+    assert reply.id is not None
+    await eventually(lambda: expected_error in status_shown(user, reply.id))  # type: ignore[arg-type]
+    assert 'sk-test-secret-key' not in reply.error
+    await ask(user, '@gpt and now? [[tokens:3]]')  # the failed reply released the asker: a new question works
+    await eventually(lambda: len(replies(room)) == 2 and replies(room)[-1].status == Status.DONE)
+
+
+async def test_a_refused_connection_fails_fast_with_a_clear_message(user: User, room: Room) -> None:
+    provider = room.bot.provider
+    provider.client = provider.client.with_options(base_url='http://127.0.0.1:9/v1')  # type: ignore[attr-defined]
+    await open_room(user)  # (port 9 is "discard": nothing listens there)
+    await ask(user, '@gpt anyone there?')
+    reply = await finished_reply(room)
+    assert reply.status == Status.ERROR and reply.error is not None and 'Could not reach' in reply.error
+    assert reply.duration_ms is not None and reply.duration_ms < 2000
+
+
+async def test_one_pending_reply_per_person(
+        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(200), delay=0.02)
+    asker, other = create_user(), create_user()
+    await open_room(asker)
+    await open_room(other)
+    await ask(asker, '@gpt first question')
+    await eventually(lambda: replies(room))
+    await ask(asker, '@gpt a second one')
+    await eventually(lambda: asker.notify.messages)
+    assert 'still answering your last question' in asker.notify.messages[-1]
+    with asker:
+        assert asker.find(marker='input').elements.pop().value == '@gpt a second one'
+    assert await room.store.count() == 2  # the first question and its reply; the refused one was not stored
+    await ask(other, '@gpt meanwhile, my question')  # someone else may ask at the same time
+    await eventually(lambda: len(replies(room)) == 2)
+    room.bot.stop(replies(room)[0].id)  # type: ignore[arg-type]
+    room.bot.stop(replies(room)[1].id)  # type: ignore[arg-type]
+
+
+async def test_the_context_names_people_and_keeps_order_and_limit(
+        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
+    ian, abhi = create_user(), create_user()
+    await open_room(ian)
+    await open_room(abhi)
+    ian_name = room.people[next(iter(room.people))].name
+    for index in range(3):
+        await ask(ian, f'message {index}')
+        await eventually(lambda index=index: len(room.recent) == index + 1)
+    await ask(abhi, '@gpt what did we say? [[reply:You said 0, 1 and 2.]]')
+    await finished_reply(room)
+    await ask(abhi, '@gpt and then? [[reply:Then you asked.]]')
+    await eventually(lambda: len(replies(room)) == 2)
+    await finished_reply(room)
+
+    messages = fake_openai.requests[-1]['body']['messages']
+    abhi_name = room.recent[-2].author
+    assert messages[0]['role'] == 'system'
+    assert [(m['role'], m['content']) for m in messages[1:]][-4:] == [
+        ('user', f'{ian_name}: message 2'),
+        ('user', f'{abhi_name}: @gpt what did we say? [[reply:You said 0, 1 and 2.]]'),
+        ('assistant', 'You said 0, 1 and 2.'),
+        ('user', f'{abhi_name}: @gpt and then? [[reply:Then you asked.]]'),
+    ]
+    assert len(messages) == 1 + 6  # all six messages before the reply fit in the default limit of 20
+
+    room.bot.settings = replace(room.bot.settings, context_messages=4, system_prompt='Be brief.')
+    await ask(abhi, '@gpt now with less context')
+    await eventually(lambda: len(replies(room)) == 3)
+    await finished_reply(room)
+    messages = fake_openai.requests[-1]['body']['messages']
+    assert messages[0] == {'role': 'system', 'content': 'Be brief.'}
+    assert [m['content'] for m in messages[1:]] == [
+        'You said 0, 1 and 2.', f'{abhi_name}: @gpt and then? [[reply:Then you asked.]]', 'Then you asked.',
+        f'{abhi_name}: @gpt now with less context']
+
+
+async def test_failed_replies_are_left_out_of_the_context(user: User, room: Room, fake_openai: FakeOpenAI) -> None:
+    await open_room(user)
+    await ask(user, '@gpt break [[status:500]]')
+    await finished_reply(room)
+    await ask(user, '@gpt again')
+    await eventually(lambda: len(replies(room)) == 2 and replies(room)[-1].status == Status.DONE)
+    roles = [m['role'] for m in fake_openai.requests[-1]['body']['messages']]
+    assert roles == ['system', 'user', 'user']  # the failed reply is not sent as an 'assistant' turn
+
+
+async def test_the_api_key_goes_to_the_provider_only(user: User, room: Room, fake_openai: FakeOpenAI) -> None:
+    await open_room(user)
+    await ask(user, '@gpt hi')
+    await finished_reply(room)
+    assert fake_openai.requests[-1]['headers']['authorization'] == 'Bearer sk-test-secret-key'
+    body = fake_openai.requests[-1]['body']
+    assert body['stream'] is True and body['stream_options'] == {'include_usage': True}
+    assert body['max_completion_tokens'] == 1024
+
+
+async def test_closing_every_tab_does_not_stop_the_reply(user: User, room: Room, fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(50), delay=0.02)
+    await open_room(user)
+    await ask(user, '@gpt keep going without us')
+    await eventually(lambda: replies(room) and replies(room)[0].body)
+    assert user.client is not None
+    user.client.delete()
+    reply = await finished_reply(room)
+    stored = await room.store.get(reply.id)  # type: ignore[arg-type]
+    assert stored is not None and (stored.status, stored.body) == (Status.DONE, ''.join(numbered_tokens(50)))
+
+
+async def test_shutting_down_mid_reply_marks_it_interrupted_with_its_text(
+        user: User, room: Room, fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(500), delay=0.02)
+    await open_room(user)
+    await ask(user, '@gpt a long answer')
+    await eventually(lambda: replies(room) and len(replies(room)[0].body) > 10)
+    reply_id = replies(room)[0].id
+    await room.bot.interrupt_all()
+    stored = await room.store.get(reply_id)  # type: ignore[arg-type]
+    assert stored is not None and stored.status == Status.INTERRUPTED
+    assert stored.body and ''.join(numbered_tokens(500)).startswith(stored.body)

@@ -1,0 +1,84 @@
+"""The command line and the environment reach the settings; `--help` works; bad flags fail clearly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chat.config import DEFAULT_MODEL, Settings, parse_settings
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_defaults() -> None:
+    settings = parse_settings([])
+    assert (settings.host, settings.port, settings.db, settings.model) == ('127.0.0.1', 8080, 'data/chat.db',
+                                                                           DEFAULT_MODEL)
+    assert settings.seed and settings.show_browser and not settings.native and not settings.reset
+    assert settings.db_url == 'sqlite:///data/chat.db'
+    assert not settings.use_openai  # no key: the offline demo bot answers
+
+
+def test_every_flag_reaches_the_settings() -> None:
+    settings = parse_settings([
+        '--host', '0.0.0.0', '--port', '9000', '--db', 'postgresql+psycopg://u@h/db', '--no-seed', '--no-browser',
+        '--native', '--reset', '--yes', '--provider', 'demo', '--model', 'llama3', '--max-tokens', '50',
+        '--context-messages', '7', '--system-prompt', 'Hi.', '--retries', '1', '--timeout', '12',
+    ])
+    assert settings == Settings(
+        host='0.0.0.0', port=9000, db='postgresql+psycopg://u@h/db', seed=False, show_browser=False, native=True,
+        reset=True, yes=True, provider='demo', model='llama3', max_tokens=50, context_messages=7,
+        system_prompt='Hi.', max_retries=1, first_token_timeout=12, stall_timeout=12,
+    )
+    assert settings.db_url == 'postgresql+psycopg://u@h/db'  # an SQLAlchemy URL is taken as it is
+
+
+def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('OPENAI_API_KEY', 'sk-abc')
+    monkeypatch.setenv('OPENAI_BASE_URL', 'http://127.0.0.1:11434/v1')
+    monkeypatch.setenv('OPENAI_MODEL', 'qwen2.5')
+    monkeypatch.setenv('CHAT_DB', '/tmp/x.db')
+    monkeypatch.setenv('CHAT_PORT', '8111')
+    settings = parse_settings([])
+    assert (settings.api_key, settings.base_url, settings.model, settings.db_url, settings.port) == (
+        'sk-abc', 'http://127.0.0.1:11434/v1', 'qwen2.5', 'sqlite:////tmp/x.db', 8111)
+    assert settings.use_openai
+    assert 'sk-abc' not in repr(settings)  # a logged Settings never shows the key
+    assert parse_settings(['--provider', 'demo']).use_openai is False
+
+
+def test_the_original_readmes_misspelt_key_is_accepted_with_a_warning(monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv('OPEN_API_KEY', 'sk-typo')
+    with caplog.at_level(logging.WARNING):
+        assert parse_settings([]).api_key == 'sk-typo'
+    assert 'OPENAI_API_KEY' in caplog.text
+
+
+def run_main(*args: str) -> subprocess.CompletedProcess[str]:
+    environment = {name: value for name, value in os.environ.items() if not name.startswith('PYTEST_')}
+    return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, env=environment, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_help_lists_every_flag() -> None:
+    result = run_main('--help')
+    assert result.returncode == 0
+    for flag in ['--host', '--port', '--db', '--no-seed', '--no-browser', '--native', '--reset', '--yes', '--model',
+                 '--provider', '--max-tokens', '--context-messages', '--system-prompt', '--timeout', '--retries']:
+        assert flag in result.stdout
+
+
+def test_a_bad_flag_fails_with_a_usage_message() -> None:
+    result = run_main('--port', 'eighty')
+    assert result.returncode == 2 and 'invalid int value' in result.stderr
+
+
+def test_reset_without_a_terminal_asks_for_yes(tmp_path: Path) -> None:
+    result = run_main('--reset', '--db', str(tmp_path / 'chat.db'), '--no-browser')
+    assert result.returncode == 1 and '--yes' in result.stderr
