@@ -173,22 +173,24 @@ class ReplyStream:
         await self.send_to_tabs.flush()
         await self.save_to_db.flush()
         self._send_new_text()
-        message = self.message
-        message.status, message.error, message.updated_at = status, error, utc_now()
-        message.duration_ms = round((time.monotonic() - started) * 1000)
-        message.first_token_ms = round((first_token_at - started) * 1000) if first_token_at else None
-        if self.usage:
-            message.prompt_tokens, message.completion_tokens = self.usage.prompt_tokens, self.usage.completion_tokens
+        ending = {
+            'status': status,
+            'error': error,
+            'duration_ms': round((time.monotonic() - started) * 1000),
+            'first_token_ms': round((first_token_at - started) * 1000) if first_token_at else None,
+            'prompt_tokens': self.usage.prompt_tokens if self.usage else None,
+            'completion_tokens': self.usage.completion_tokens if self.usage else None,
+        }
         try:
-            await asyncio.shield(self.room.store.save(
-                self.id, body=message.body, status=status, error=error, duration_ms=message.duration_ms,
-                first_token_ms=message.first_token_ms, prompt_tokens=message.prompt_tokens,
-                completion_tokens=message.completion_tokens,
-            ))
+            await asyncio.shield(self.room.store.save(self.id, body=self.text, **ending))
         except Exception:
             log.exception('could not save the end of reply %s', self.id)
+        # Only now, all at once: the reply ends in memory, the asker may ask again, and every tab hears of it.
+        for field_name, value in ending.items():
+            setattr(self.message, field_name, value)
+        self.message.updated_at = utc_now()
         self.room.bot.forget(self)
-        self.room.changed.emit(message)
+        self.room.changed.emit(self.message)
 
 
 class Bot:

@@ -56,18 +56,20 @@ class Bubble:
         self.is_reply = message.kind == Kind.BOT
         self.pieces_in_group = PIECES_PER_GROUP
         with ui.chat_message(name=message.author, stamp=local_time(message.created_at), sent=mine) \
-                .classes('w-full').mark(f'message-{message.id}') as self.element:
+                .classes('w-full').mark(f'message-{message.id}') \
+                .props(f'data-message-id={message.id} data-kind={message.kind}') as self.element:
             with self.element.add_slot('avatar'):
                 if self.is_reply:
                     ui.avatar('smart_toy', color='grey-8', text_color='white', size='md').classes('q-mx-sm')
                 else:
                     person_avatar(message.author, message.author_id).parent_slot.parent.classes('q-mx-sm')
-            self.body = ui.element('div').classes('message-body')
-            with ui.row().classes('items-center gap-1 text-xs text-grey-7') as self.status_row:
-                self.spinner = ui.spinner('dots', size='sm')
-                self.status_label = ui.label()
-                self.stop_button = ui.button('Stop', icon='stop', on_click=lambda: on_stop(self.message_id)) \
-                    .props('flat dense size=sm no-caps').mark('stop')
+            with ui.element('div'):  # one child, so Quasar draws one bubble (it draws one per child)
+                self.body = ui.element('div').classes('message-body')
+                with ui.row().classes('items-center gap-1 text-xs text-grey-7') as self.status_row:
+                    self.spinner = ui.spinner('dots', size='sm')
+                    self.status_label = ui.label().classes('message-status')
+                    self.stop_button = ui.button('Stop', icon='stop', on_click=lambda: on_stop(self.message_id)) \
+                        .props('flat dense size=sm no-caps').mark('stop')
         self.show(message)
 
     def change(self, message: Message) -> None:
@@ -107,6 +109,7 @@ class Bubble:
 
     def _show_status(self, message: Message) -> None:
         in_progress = message.status.in_progress
+        self.element.props(f'data-status={message.status}')  # for browser tests and anyone styling the page
         self.status_row.set_visibility(self.is_reply)
         self.spinner.set_visibility(in_progress)
         self.stop_button.set_visibility(in_progress)

@@ -14,7 +14,7 @@ from .bubble import Bubble, person_avatar
 
 # The list is a column-reverse flex box: the browser itself keeps it pinned to the bottom while the
 # reader is there, and leaves it alone once they scroll up, with no message from the server.
-SCROLLER_CLASSES = 'w-full overflow-y-auto flex flex-col-reverse'
+SCROLLER_CLASSES = 'message-scroller w-full overflow-y-auto flex flex-col-reverse'
 PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N more"
 AT_BOTTOM_JS = '(event) => emit(event.target.scrollTop > -80)'  # in a reversed list, 0 is the bottom
 
@@ -49,8 +49,8 @@ class ChatPage:
                 .classes('text-xs').mark('provider')
             ui.space()
             with ui.button(on_click=self.rename).props('flat no-caps').classes('text-white').mark('me'):
-                ui.label('Connected as').classes('text-grey-5')
-                self.my_name = ui.label(person.name).classes('font-medium')
+                ui.label('Connected as').classes('text-grey-5 q-mr-xs')
+                self.my_name = ui.label(person.name).classes('my-name font-medium q-mr-sm')
                 self.my_initials = person_avatar(person.name, person.id, size='sm')
                 ui.tooltip('Click to change your name')
 
@@ -68,7 +68,8 @@ class ChatPage:
             self.messages = ui.column().classes('w-full gap-1 q-px-sm').mark('messages')
         with ui.page_sticky('bottom', y_offset=90):
             self.new_messages_chip = ui.button('New messages', icon='arrow_downward', on_click=self.jump_to_bottom) \
-                .props('rounded dense unelevated no-caps color=primary size=sm').mark('new-messages')
+                .props('rounded dense unelevated no-caps color=primary size=sm') \
+                .classes('new-messages').mark('new-messages')
             self.new_messages_chip.set_visibility(False)
 
         with ui.footer().classes('bg-white q-pa-sm'), ui.row().classes('w-full items-center no-wrap gap-2'):
