@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -24,13 +26,14 @@ def app_args(openai_args: list[str]) -> list[str]:
 
 
 def reply_shown(user: User, message_id: int) -> str:
-    """The reply's text as this tab shows it: its Markdown once finished, else its streamed pieces."""
+    """The reply's text as this tab shows it (its rendered Markdown once finished, else its streamed pieces),
+    without the white space at its ends, which Markdown does not keep."""
     with user:
         (bubble,) = ElementFilter(marker=f'message-{message_id}')
-        markdown = [element for element in bubble.descendants() if isinstance(element, ui.markdown)]
-        if markdown:
-            return markdown[0].content
-        return ''.join(element.text for element in bubble.descendants() if isinstance(element, TextPiece))
+        rendered = [element for element in bubble.descendants() if isinstance(element, ui.html)]
+        if rendered:
+            return html.unescape(re.sub(r'<[^>]+>', '', rendered[0].content)).strip()
+        return ''.join(element.text for element in bubble.descendants() if isinstance(element, TextPiece)).strip()
 
 
 def status_shown(user: User, message_id: int) -> str:
@@ -76,7 +79,7 @@ async def test_a_reply_streams_into_two_tabs_and_ends_the_same_everywhere(
     reply = await finished_reply(room)
     assert reply.status == Status.DONE
     for tab in (asker, watcher):
-        await eventually(lambda tab=tab: reply_shown(tab, reply_id) == expected)
+        await eventually(lambda tab=tab: reply_shown(tab, reply_id) == expected.strip())
     stored = await room.store.get(reply_id)
     assert stored is not None
     assert (stored.body, stored.status, stored.completion_tokens) == (expected, Status.DONE, 60)
@@ -98,10 +101,10 @@ async def test_a_tab_opened_mid_reply_gets_the_text_so_far_then_the_rest(
     await open_room(latecomer)
     first_seen = reply_shown(latecomer, reply_id)
     assert first_seen and replies(room)[0].status == Status.STREAMING
-    assert ''.join(numbered_tokens(80)).startswith(first_seen)
+    assert ''.join(numbered_tokens(80)).strip().startswith(first_seen)
 
     await finished_reply(room)
-    await eventually(lambda: reply_shown(latecomer, reply_id) == ''.join(numbered_tokens(80)))
+    await eventually(lambda: reply_shown(latecomer, reply_id) == ''.join(numbered_tokens(80)).strip())
 
 
 async def test_a_long_reply_is_coalesced_for_tabs_and_database(user: User, room: Room, fake_openai: FakeOpenAI) -> None:
@@ -140,7 +143,7 @@ async def test_stop_ends_the_reply_in_every_tab_and_closes_the_connection(
     stored = await room.store.get(reply_id)
     assert stored is not None and (stored.status, stored.body) == (Status.STOPPED, reply.body)
     for tab in (asker, watcher):
-        await eventually(lambda tab=tab: reply_shown(tab, reply_id) == reply.body)
+        await eventually(lambda tab=tab: reply_shown(tab, reply_id) == reply.body.strip())
         assert 'Stopped' in status_shown(tab, reply_id)
 
 

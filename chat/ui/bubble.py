@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from nicegui import ui
 from nicegui.elements.mixins.text_element import TextElement
 
+from ..markdown import render_markdown
 from ..models import Kind, Message, Status
 from ..room import avatar_color, initials
 
@@ -95,7 +96,7 @@ class Bubble:
             self.body.classes(remove='whitespace-pre-wrap')
             with self.body:
                 if message.body:
-                    ui.markdown(message.body).classes('w-full')
+                    ui.html(render_markdown(message.body), sanitize=True).classes('nicegui-markdown w-full')
         self._show_status(message)
 
     def append(self, text: str) -> None:

@@ -7,6 +7,7 @@ from uuid import uuid4
 from faker import Faker
 from nicegui import app, ui
 
+from ..markdown import code_highlight_css
 from ..models import Message
 from ..providers import DemoProvider
 from ..room import MessageRefused, Person, Room, initials
@@ -178,6 +179,8 @@ class ChatPage:
 
 
 def register_page(room: Room) -> None:
+    ui.add_css(code_highlight_css(), shared=True)
+
     @ui.page('/', title='Streaming chat')
     async def index() -> None:
         client = ui.context.client
