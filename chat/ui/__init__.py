@@ -12,6 +12,7 @@ from ..room import Room
 from ..seed import play_script
 from ..store import Store
 from .page import register_page
+from .security import ContentSecurityPolicy
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ def build_app(settings: Settings) -> Room:
         if settings.seed and not room.recent:
             background_tasks.create(play_script(room), name='first-run demo conversation')
 
+    app.add_middleware(ContentSecurityPolicy)
     app.state.room = room  # FastAPI's place for app-wide objects; the tests reach the room through it
     app.on_startup(start)
     app.on_shutdown(room.close)
