@@ -25,19 +25,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class MessageRefused(Exception):
+    """A message the room will not take. Its text is the notice shown to the writer, whose text stays put."""
+
+
 class ReplyTimeout(Exception):
     """The provider went quiet: no first token, or no new token, within the allowed time."""
 
 
-def build_prompt(system_prompt: str, context: list[Message]) -> ChatMessages:
-    """People speak as `user` with their name in front, so the model can tell them apart; the bot as `assistant`."""
-    messages = [{'role': 'system', 'content': system_prompt}]
+def build_prompt(system_prompt: str, context: list[Message], max_chars: int | None = None) -> ChatMessages:
+    """People speak as `user` with their name in front, so the model can tell them apart; the bot as `assistant`.
+    Past `max_chars` of conversation, the oldest messages are left out (the newest, the question, always stays)."""
+    turns = []
     for message in context:
         if message.kind == Kind.BOT:
-            messages.append({'role': 'assistant', 'content': message.body})
+            turns.append({'role': 'assistant', 'content': message.body})
         else:
-            messages.append({'role': 'user', 'content': f'{message.author}: {message.body}'})
-    return messages
+            turns.append({'role': 'user', 'content': f'{message.author}: {message.body}'})
+    if max_chars is not None:
+        while len(turns) > 1 and sum(len(turn['content']) for turn in turns) > max_chars:
+            turns.pop(0)
+    return [{'role': 'system', 'content': system_prompt}, *turns]
 
 
 class Throttle:
@@ -107,7 +115,7 @@ class ReplyStream:
         status, error = Status.DONE, None
         try:
             context = await self.room.store.context_before(self.id, self.settings.context_messages)
-            prompt = build_prompt(self.settings.system_prompt, context)
+            prompt = build_prompt(self.settings.system_prompt, context, self.settings.max_context_chars)
             async for item in self._watched(self.provider.stream(prompt, self.settings.max_tokens)):
                 if isinstance(item, Usage):
                     self.usage = item
@@ -203,12 +211,17 @@ class Bot:
         self.replies: dict[int, ReplyStream] = {}  # in progress, by the bot message's id
         self.claimed: set[str] = set()  # people with a question being answered
 
-    def claim(self, person_id: str) -> None:
-        from .room import MessageRefused  # the room imports the bot; this keeps the import graph one-way
-
+    def check_can_answer(self, person_id: str) -> None:
+        """Raise MessageRefused if this person already has a reply pending, or the room is at its limit."""
         if person_id in self.claimed:
             raise MessageRefused('@gpt is still answering your last question. Wait for it, or press its Stop button, '
                                  'then ask again. Your message is still in the box.')
+        if len(self.claimed) >= self.settings.max_replies_at_once:
+            raise MessageRefused(f'@gpt is already writing {len(self.claimed)} replies, as many as this room allows '
+                                 'at once. Try again in a moment; your message is still in the box.')
+
+    def claim(self, person_id: str) -> None:
+        self.check_can_answer(person_id)
         self.claimed.add(person_id)
 
     def release(self, person_id: str) -> None:

@@ -43,6 +43,10 @@ class Settings:
 
     history_size: int = 100  # messages a tab receives when it opens
     max_message_chars: int = 4000
+    messages_per_10s: int = 10  # per person (a tab is a person)
+    gpt_per_minute: int = 5  # @gpt questions per person
+    max_replies_at_once: int = 10  # replies streaming at once in the room
+    max_context_chars: int = 24000  # what the model reads, oldest messages dropped first
     ui_interval: float = 0.05  # at most 20 text updates a second per tab
     db_interval: float = 0.25  # at most 4 database writes a second per reply
 
@@ -66,6 +70,17 @@ def api_key_from_environment() -> str:
     return ''
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1, with a clear message otherwise."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'invalid int value: {text!r}') from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, not {number}')
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(
@@ -75,13 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     room = parser.add_argument_group('the room')
     room.add_argument('--host', default=env('CHAT_HOST', Settings.host), help='address to serve on ($CHAT_HOST)')
-    room.add_argument('--port', type=int, default=int(env('CHAT_PORT', Settings.port)), help='port ($CHAT_PORT)')
+    room.add_argument('--port', type=positive, default=int(env('CHAT_PORT', Settings.port)), help='port ($CHAT_PORT)')
     room.add_argument('--db', default=env('CHAT_DB', Settings.db),
                       help='SQLite file path or SQLAlchemy URL ($CHAT_DB)')
     room.add_argument('--no-seed', dest='seed', action='store_false',
                       help='do not play the demo conversation on an empty database')
     room.add_argument('--no-browser', dest='show_browser', action='store_false', help='do not open a browser tab')
     room.add_argument('--native', action='store_true', help="open a desktop window (needs the 'native' extra)")
+    room.add_argument('--max-message-chars', type=positive, default=int(env('CHAT_MAX_MESSAGE_CHARS', 4000)),
+                      help='longest message accepted ($CHAT_MAX_MESSAGE_CHARS)')
+    room.add_argument('--messages-per-10s', type=positive, default=int(env('CHAT_MESSAGES_PER_10S', 10)),
+                      help='messages one person may send in 10 seconds ($CHAT_MESSAGES_PER_10S)')
     room.add_argument('--reset', action='store_true', help='delete every message first (asks to confirm)')
     room.add_argument('--yes', action='store_true', help='answer yes to the --reset question')
 
@@ -90,9 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help='who answers @gpt: auto = OpenAI when a key is set, else the offline demo bot '
                           '($CHAT_PROVIDER)')
     bot.add_argument('--model', default=env('OPENAI_MODEL', Settings.model), help='chat model ($OPENAI_MODEL)')
-    bot.add_argument('--max-tokens', type=int, default=int(env('CHAT_MAX_TOKENS', Settings.max_tokens)),
+    bot.add_argument('--gpt-per-minute', type=positive, default=int(env('CHAT_GPT_PER_MINUTE', 5)),
+                     help='@gpt questions one person may ask in a minute ($CHAT_GPT_PER_MINUTE)')
+    bot.add_argument('--max-replies-at-once', type=positive, default=int(env('CHAT_MAX_REPLIES_AT_ONCE', 10)),
+                     help='replies streaming at once in the room ($CHAT_MAX_REPLIES_AT_ONCE)')
+    bot.add_argument('--max-context-chars', type=positive, default=int(env('CHAT_MAX_CONTEXT_CHARS', 24000)),
+                     help='characters of context the model reads at most ($CHAT_MAX_CONTEXT_CHARS)')
+    bot.add_argument('--max-tokens', type=positive, default=int(env('CHAT_MAX_TOKENS', Settings.max_tokens)),
                      help='cap on completion tokens per reply ($CHAT_MAX_TOKENS)')
-    bot.add_argument('--context-messages', type=int,
+    bot.add_argument('--context-messages', type=positive,
                      default=int(env('CHAT_CONTEXT_MESSAGES', Settings.context_messages)),
                      help='messages before the reply sent as context ($CHAT_CONTEXT_MESSAGES)')
     bot.add_argument('--system-prompt', default=env('CHAT_SYSTEM_PROMPT', Settings.system_prompt),

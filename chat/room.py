@@ -12,12 +12,13 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from nicegui import Event
 
-from .bot import Bot
+from .bot import Bot, MessageRefused
 from .config import Settings
 from .models import Message
 from .providers import Provider
@@ -53,8 +54,29 @@ class Person:
     tabs: set[str] = field(default_factory=set)  # ids of the clients (page loads) this person has open
 
 
-class MessageRefused(Exception):
-    """A message the room will not take. Its text is the notice shown to the writer, whose text stays put."""
+class RateLimit:
+    """At most `count` events per `seconds` for each key (a person), over a sliding window."""
+
+    def __init__(self, count: int, seconds: float) -> None:
+        self.count = count
+        self.seconds = seconds
+        self.times: dict[str, deque[float]] = {}
+
+    def wait_needed(self, key: str) -> float:
+        """Seconds until `key` may act again; 0 means it may act now (and that act is counted)."""
+        now = time.monotonic()
+        times = self.times.setdefault(key, deque())
+        while times and times[0] <= now - self.seconds:
+            times.popleft()
+        if len(times) >= self.count:
+            return times[0] + self.seconds - now
+        times.append(now)
+        return 0.0
+
+    def forget_idle(self) -> None:
+        now = time.monotonic()
+        for key in [key for key, times in self.times.items() if not times or times[-1] <= now - self.seconds]:
+            del self.times[key]
 
 
 class Room:
@@ -70,6 +92,8 @@ class Room:
         self.changed = Event[Message]()  # a reply changed status (streaming, done, stopped, error, ...)
         self.presence_changed = Event[Person]()  # someone arrived, left (no longer in `people`) or was renamed
         self.bot = Bot(self, provider, settings)
+        self.message_rate = RateLimit(settings.messages_per_10s, 10)
+        self.gpt_rate = RateLimit(settings.gpt_per_minute, 60)
 
     async def open(self, *, reset: bool = False) -> None:
         self.is_open = True
@@ -96,7 +120,15 @@ class Room:
                                  f'{self.settings.max_message_chars:,}. Nothing was sent.')
         asks_gpt = mentions_gpt(text)
         if asks_gpt:
-            self.bot.claim(person.id)  # raises MessageRefused while this person already has a reply pending
+            self.bot.check_can_answer(person.id)  # one pending reply per person, and a cap for the room
+        if wait := self.message_rate.wait_needed(person.id):
+            raise MessageRefused(f'You are sending messages quickly: at most {self.message_rate.count} in 10 seconds. '
+                                 f'Try again in {wait:.0f} s; your message is still in the box.')
+        if asks_gpt:
+            if wait := self.gpt_rate.wait_needed(person.id):
+                raise MessageRefused(f'You may ask @gpt {self.gpt_rate.count} times a minute. Try again in '
+                                     f'{wait:.0f} s; your message is still in the box.')
+            self.bot.claim(person.id)
         try:
             message = await self.store.add(Message(author=person.name, author_id=person.id, body=text))
         except Exception as error:

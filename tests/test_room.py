@@ -134,6 +134,8 @@ async def test_an_overlong_message_is_refused_with_a_notice_and_stays_in_the_box
     await eventually(lambda: user.notify.messages)
     assert 'limit is 4,000' in user.notify.messages[-1]
     with user:
+        assert 'limit is 4,000' in user.find(marker='input').elements.pop().error
+    with user:
         assert user.find(marker='input').elements.pop().value == text
     assert await room.store.count() == 0
     with user:

@@ -138,8 +138,10 @@ class ChatPage:
         try:
             message = await self.room.post(self.me, text)
         except MessageRefused as refusal:
+            self.input.error = str(refusal)  # shown under the box until the next message goes through
             ui.notify(str(refusal), type='warning', position='top', multi_line=True)
             return
+        self.input.error = None
         if message is not None and self.input.value == text:  # cleared only once stored, and only if unchanged
             self.input.value = ''
         self.jump_to_bottom()

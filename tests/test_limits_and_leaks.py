@@ -1,0 +1,118 @@
+"""Limits hit with clear notices, and the API key never reaching a browser."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from nicegui import core
+from nicegui.testing import User
+
+from chat.bot import build_prompt
+from chat.models import Kind, Message, Status
+from chat.room import Room
+
+from .conftest import eventually, open_room
+from .fake_openai import FakeOpenAI, Script, numbered_tokens
+
+
+@pytest.fixture
+def app_args(openai_args: list[str]) -> list[str]:
+    return [*openai_args, '--messages-per-10s', '3', '--gpt-per-minute', '2', '--max-replies-at-once', '2',
+            '--max-tokens', '5']
+
+
+async def say(user: User, text: str) -> None:
+    with user:
+        user.find(marker='input').elements.pop().value = text
+    user.find(marker='send').click()
+
+
+def refusal_shown(user: User) -> str:
+    """The notice under this tab's message box (the simulated tabs share one `ui.notify` recorder)."""
+    with user:
+        return user.find(marker='input').elements.pop().error or ''
+
+
+def input_value(user: User) -> str:
+    with user:
+        return user.find(marker='input').elements.pop().value
+
+
+async def test_too_many_messages_in_10_seconds(user: User, room: Room) -> None:
+    await open_room(user)
+    for index in range(3):
+        await say(user, f'message {index}')
+        await eventually(lambda index=index: len(room.recent) == index + 1)
+    await say(user, 'one too many')
+    await eventually(lambda: 'at most 3 in 10 seconds' in refusal_shown(user))
+    assert input_value(user) == 'one too many' and len(room.recent) == 3
+
+
+async def test_too_many_questions_a_minute(user: User, room: Room) -> None:
+    await open_room(user)
+    for index in range(2):
+        await say(user, f'@gpt question {index}')
+        await eventually(lambda index=index: len(room.recent) == 2 * (index + 1)
+                         and not room.recent[-1].status.in_progress)
+    await say(user, '@gpt a third')
+    await eventually(lambda: 'ask @gpt 2 times a minute' in refusal_shown(user))
+    assert input_value(user) == '@gpt a third'
+
+
+async def test_replies_at_once_in_the_room(create_user: Callable[[], User], room: Room,
+                                           fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(5), delay=1)
+    tabs = [create_user() for _ in range(3)]
+    for tab in tabs:
+        await open_room(tab)
+    await say(tabs[0], '@gpt one')
+    await say(tabs[1], '@gpt two')
+    await eventually(lambda: len(room.bot.replies) == 2)
+    await say(tabs[2], '@gpt three')
+    await eventually(lambda: 'already writing 2 replies' in refusal_shown(tabs[2]))
+    for reply_id in list(room.bot.replies):
+        room.bot.stop(reply_id)
+
+
+async def test_the_completion_token_cap_reaches_the_provider(user: User, room: Room) -> None:
+    await open_room(user)
+    await say(user, '@gpt a long answer please [[tokens:50]]')
+    await eventually(lambda: len(room.recent) == 2 and room.recent[-1].status == Status.DONE)
+    assert room.recent[-1].body == ''.join(numbered_tokens(5))
+
+
+def test_the_context_is_cut_to_its_character_budget() -> None:
+    context = [Message(author='Ian', author_id='i', body='x' * 100), Message(author='Abhi', author_id='a', body='y'),
+               Message(kind=Kind.BOT, author='GPT', author_id='bot', body='z' * 10),
+               Message(author='Ian', author_id='i', body='@gpt ' + 'q' * 50)]
+    prompt = build_prompt('S', context, max_chars=80)
+    assert [turn['content'][:5] for turn in prompt] == ['S', 'Abhi:', 'zzzzz', 'Ian: ']
+    prompt = build_prompt('S', context, max_chars=10)  # the question itself always stays
+    assert [turn['content'][:5] for turn in prompt] == ['S', 'Ian: ']
+
+
+async def test_the_api_key_never_reaches_a_browser(user: User, room: Room, fake_openai: FakeOpenAI,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+    original_emit = core.sio.emit
+
+    async def recording_emit(event: str, data: Any = None, **kwargs: Any) -> None:
+        sent.append(json.dumps([event, data], default=str))
+        await original_emit(event, data, **kwargs)
+    monkeypatch.setattr(core.sio, 'emit', recording_emit)
+
+    page = (await user.http_client.get('/')).text
+    await open_room(user)
+    await say(user, '@gpt hello')
+    await eventually(lambda: len(room.recent) == 2 and room.recent[-1].status == Status.DONE)
+    await say(user, '@gpt again [[status:401]]')  # an error that is about the key itself
+    await eventually(lambda: len(room.recent) == 4 and room.recent[-1].status == Status.ERROR)
+    await eventually(lambda: any('API key was rejected' in message for message in sent))
+
+    assert fake_openai.requests[-1]['headers']['authorization'] == 'Bearer sk-test-secret-key'
+    assert 'sk-test-secret-key' not in page
+    assert sent and not [message for message in sent if 'sk-test-secret-key' in message]
+    assert 'secret' not in room.settings.system_prompt.lower()
