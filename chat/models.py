@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
 
@@ -28,17 +29,23 @@ class Status(StrEnum):
         return self in {Status.THINKING, Status.STREAMING}
 
 
+def stored_as_value(enum: type[StrEnum]) -> SAEnum:
+    """Store an enum as its readable value ('done'), in a plain string column that any database has."""
+    return SAEnum(enum, values_callable=lambda members: [member.value for member in members], native_enum=False,
+                  length=20)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 class Message(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    kind: Kind = Kind.USER
+    kind: Kind = Field(default=Kind.USER, sa_type=stored_as_value(Kind))
     author: str
     author_id: str = Field(index=True)  # a tab's identity id; "mine" is decided by this, never by the name
     body: str = ''
-    status: Status = Field(default=Status.DONE, index=True)
+    status: Status = Field(default=Status.DONE, index=True, sa_type=stored_as_value(Status))
     reply_to: int | None = None  # for a bot reply: the message that mentioned @gpt
     error: str | None = None  # a short, human explanation shown in the bubble
     model: str | None = None

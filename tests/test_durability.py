@@ -1,0 +1,133 @@
+"""Crashes, a database that refuses writes, and a provider that comes and goes: nothing lost, never stuck."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nicegui.testing import User
+from sqlalchemy import event
+
+from chat.models import Status
+from chat.room import Room
+
+from .conftest import eventually, open_room
+from .fake_openai import FakeOpenAI, Script, numbered_tokens
+
+ROOT = Path(__file__).parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def start_app(db_path: Path, base_url: str, port: int) -> subprocess.Popen[bytes]:
+    environment = {name: value for name, value in os.environ.items() if not name.startswith('PYTEST_')}
+    environment.update(OPENAI_API_KEY='sk-test', OPENAI_BASE_URL=base_url)
+    return subprocess.Popen(
+        [sys.executable, 'main.py', '--no-browser', '--port', str(port), '--db', str(db_path), '--provider', 'openai',
+         '--retries', '0'], cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def rows(db_path: Path) -> list[tuple[int, str, str, str]]:
+    with sqlite3.connect(db_path) as connection:
+        return connection.execute('SELECT id, kind, status, body FROM message ORDER BY id').fetchall()
+
+
+@pytest.fixture
+def slow_provider() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(Script(tokens=numbered_tokens(600), delay=0.02)) as server:
+        yield server
+
+
+def test_sigkill_mid_reply_loses_at_most_the_last_flush(tmp_path: Path, slow_provider: FakeOpenAI) -> None:
+    """The first-run script asks @gpt 9.2 s in; we kill the app while that reply streams, then start it again."""
+    db_path = tmp_path / 'chat.db'
+    app = start_app(db_path, slow_provider.base_url, free_port())
+    try:
+        deadline = time.monotonic() + 30
+        while len(slow_provider.sent) < 150:
+            assert time.monotonic() < deadline and app.poll() is None, 'the reply never streamed'
+            time.sleep(0.02)
+        app.send_signal(signal.SIGKILL)
+        killed_at = time.time()
+        app.wait(5)
+    finally:
+        app.kill()
+    before_restart = rows(db_path)
+
+    restarted = start_app(db_path, slow_provider.base_url, free_port())
+    try:
+        deadline = time.monotonic() + 20
+        while not any(status == 'interrupted' for _, _, status, _ in rows(db_path)):
+            assert time.monotonic() < deadline and restarted.poll() is None, 'the reply was not marked interrupted'
+            time.sleep(0.1)
+    finally:
+        restarted.send_signal(signal.SIGINT)
+        restarted.wait(10)
+
+    after = rows(db_path)
+    people = [(id_, body) for id_, kind, _, body in after if kind == 'user']
+    assert [body for _, body in people][:6] == [
+        "Hey, glad you're here.", "What's up?", "I'm hoping to show how reactive this room is.",
+        'Could you show streaming a ChatGPT response?', 'By updating the DB and having every tab follow along?',
+        "Yeah. @gpt do you think that's a good idea?"]
+    assert len({body for _, body in people}) == len(people), 'a message was stored twice'
+    (reply,) = [row for row in after if row[1] == 'bot']
+    assert reply[2] == Status.INTERRUPTED
+    assert [row for row in before_restart if row[1] == 'user'] == [row for row in after if row[1] == 'user'][
+        :len([row for row in before_restart if row[1] == 'user'])]
+    full_text = ''.join(token for _, token in slow_provider.sent)
+    assert full_text.startswith(reply[3])
+    sent_well_before_the_kill = ''.join(token for at, token in slow_provider.sent if at < killed_at - 0.3)
+    assert reply[3].startswith(sent_well_before_the_kill), 'more than the last ~250 ms of text was lost'
+    with sqlite3.connect(db_path) as connection:
+        assert connection.execute('PRAGMA integrity_check').fetchone() == ('ok',)
+
+
+def refuse_writes(room: Room, pragma: str) -> Callable[[], None]:
+    """Make the real SQLite file refuse writes, as a read-only file or a full disk would; returns the undo."""
+    def on_connect(connection: Any, _record: Any) -> None:
+        connection.execute(f'PRAGMA {pragma}')
+
+    event.listen(room.store.engine, 'connect', on_connect)
+    room.store.engine.dispose()  # pooled connections are replaced by new ones that carry the pragma
+
+    def undo() -> None:
+        event.remove(room.store.engine, 'connect', on_connect)
+        room.store.engine.dispose()
+    return undo
+
+
+@pytest.mark.parametrize('pragma', ['query_only=ON', 'max_page_count=1'])
+async def test_a_database_that_refuses_writes_is_reported_and_loses_nothing(
+        user: User, room: Room, pragma: str, caplog: pytest.LogCaptureFixture) -> None:
+    await open_room(user)
+    with user:
+        box = user.find(marker='input').elements.pop()
+    box.value = 'stored before the trouble'
+    user.find(marker='send').click()
+    await eventually(lambda: len(room.recent) == 1)
+
+    undo = refuse_writes(room, pragma)
+    box.value = 'x' * 4000
+    user.find(marker='send').click()
+    await eventually(lambda: 'could not be saved' in (box.error or ''))
+    assert box.value == 'x' * 4000 and len(room.recent) == 1
+    caplog.clear()  # the error was logged (the fixture would fail the test on it otherwise); we expected it
+
+    undo()
+    user.find(marker='send').click()  # the same text, once the disk is writable again
+    await eventually(lambda: len(room.recent) == 2)
+    assert [m.body for m in await room.store.recent(10)] == ['stored before the trouble', 'x' * 4000]
