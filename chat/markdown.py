@@ -8,6 +8,7 @@ new tab without a referrer. The browser runs DOMPurify over the result as well.
 
 from __future__ import annotations
 
+import html
 import re
 from functools import lru_cache
 
@@ -21,7 +22,10 @@ LINK = re.compile(r'<a href="')
 
 @lru_cache(maxsize=512)  # every tab shows the same reply: render it once
 def render_markdown(text: str) -> str:
-    rendered = markdown2.markdown(text, safe_mode='escape', extras=EXTRAS)
+    try:
+        rendered = markdown2.markdown(text, safe_mode='escape', extras=EXTRAS)
+    except RecursionError:  # thousands of nested quotes or lists: show the text as it is rather than fail
+        return f'<p style="white-space: pre-wrap">{html.escape(text)}</p>'
     rendered = IMAGE.sub(_image_as_link, rendered)
     return LINK.sub('<a target="_blank" rel="nofollow noopener noreferrer" href="', rendered)
 

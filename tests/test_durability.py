@@ -131,3 +131,36 @@ async def test_a_database_that_refuses_writes_is_reported_and_loses_nothing(
     user.find(marker='send').click()  # the same text, once the disk is writable again
     await eventually(lambda: len(room.recent) == 2)
     assert [m.body for m in await room.store.recent(10)] == ['stored before the trouble', 'x' * 4000]
+
+
+@pytest.fixture
+def app_args(openai_args: list[str]) -> list[str]:
+    return openai_args
+
+
+async def ask_and_wait(user: User, room: Room, text: str) -> None:
+    count = len(room.recent)
+    with user:
+        user.find(marker='input').elements.pop().value = text
+    user.find(marker='send').click()
+    await eventually(lambda: len(room.recent) == count + 2 and not room.recent[-1].status.in_progress)
+
+
+async def test_a_provider_that_is_down_then_flaps_then_recovers(user: User, room: Room) -> None:
+    port = free_port()
+    provider = room.bot.provider
+    provider.client = provider.client.with_options(base_url=f'http://127.0.0.1:{port}/v1')  # type: ignore[attr-defined]
+    await open_room(user)
+
+    await ask_and_wait(user, room, '@gpt are you there?')  # nothing listens on the port yet
+    assert room.recent[-1].status == Status.ERROR and 'Could not reach' in (room.recent[-1].error or '')
+
+    with FakeOpenAI(Script(status=503), port=port) as server:  # it comes up, overloaded
+        await ask_and_wait(user, room, '@gpt now?')
+        assert room.recent[-1].status == Status.ERROR and '503' in (room.recent[-1].error or '')
+        server.script = Script(tokens=numbered_tokens(8), malformed_after=3)  # then it sends garbage
+        await ask_and_wait(user, room, '@gpt and now?')
+        assert room.recent[-1].status == Status.ERROR and 'malformed' in (room.recent[-1].error or '')
+        server.script = Script(tokens=numbered_tokens(8))  # and then it works
+        await ask_and_wait(user, room, '@gpt finally?')
+        assert room.recent[-1].status == Status.DONE and room.recent[-1].body == ''.join(numbered_tokens(8))

@@ -1,0 +1,150 @@
+"""Property-based tests: any text from people or from the model is stored exactly, shown safely, rendered in time."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from nicegui import core
+
+from chat.config import Settings
+from chat.markdown import render_markdown
+from chat.models import Message, Status
+from chat.providers import ChatMessages, Usage
+from chat.room import Person, Room
+from chat.store import Store
+
+# Every kind of character, control characters, right-to-left marks and emoji included (not lone surrogates,
+# which no browser or JSON encoder could carry); and text that leans towards what breaks renderers.
+any_character = st.characters(exclude_categories=('Cs',))
+unicode_text = st.text(any_character, min_size=1, max_size=400)
+tricky_text = st.lists(st.sampled_from([
+    '\u202e', '\u200f', '\u200d', '👨\u200d👩\u200d👧', '🇩🇪', 'e\u0301', '\x00', '\x1b[31m', '\r\n', '\t', '<script>',
+    '</div>', '<img src=x onerror=alert(1)>', '[a](javascript:alert(1))', '![i](http://evil.example/x.png)', '```',
+    '> ', '* ', '1. ', '    ', '|a|b|\n|-|-|', '**', '_', '`', '\\', '&amp;', '&#x3C;', '@gpt', 'x' * 300]),
+    min_size=1, max_size=40).map(''.join)
+message_text = st.one_of(unicode_text, tricky_text).filter(lambda text: bool(text.strip()))
+
+
+class ChunkProvider:
+    """A provider that streams exactly the chunks it is given, as a model would."""
+
+    name = 'GPT'
+    description = 'chunks under test'
+
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+
+    async def stream(self, messages: ChatMessages, max_tokens: int) -> AsyncIterator[str | Usage]:
+        for chunk in self.chunks:
+            await asyncio.sleep(0)
+            yield chunk
+
+
+@pytest.fixture(scope='module')
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One loop for all examples; NiceGUI's background tasks (the bot uses them) run on `core.loop`."""
+    loop = asyncio.new_event_loop()
+    core.loop = loop
+    yield loop
+    core.loop = None
+    loop.close()
+
+
+@pytest.fixture(scope='module')
+def room(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
+    db = tmp_path_factory.mktemp('fuzz') / 'chat.db'
+    settings = replace(Settings(), messages_per_10s=10**9, gpt_per_minute=10**9, ui_interval=0, db_interval=0.01)
+    room = Room(settings, Store(f'sqlite:///{db}'), ChunkProvider())  # type: ignore[arg-type]
+    loop.run_until_complete(room.open())
+    yield room
+    loop.run_until_complete(room.close())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=message_text)
+def test_any_message_is_stored_exactly(loop: asyncio.AbstractEventLoop, room: Room, text: str) -> None:
+    async def post_and_read() -> Message | None:
+        message = await room.post(Person(f'p{time.monotonic_ns()}', 'Fuzz'), text[:4000])
+        assert message is not None and message.id is not None
+        for reply_id in list(room.bot.replies):  # '@gpt' may turn up in the text: let that reply finish
+            await room.bot.replies[reply_id].task  # type: ignore[misc]
+        return await room.store.get(message.id)
+    stored = loop.run_until_complete(post_and_read())
+    assert stored is not None and stored.body == text[:4000]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chunks=st.lists(st.one_of(unicode_text, tricky_text), min_size=1, max_size=30))
+def test_any_model_chunks_are_stored_and_sent_exactly(loop: asyncio.AbstractEventLoop, room: Room,
+                                                      chunks: list[str]) -> None:
+    room.bot.provider.chunks = chunks  # type: ignore[attr-defined]
+    sent_to_tabs: list[str] = []
+
+    def on_grew(_id: int, text: str) -> None:
+        sent_to_tabs.append(text)
+
+    async def ask() -> Message | None:
+        room.grew.subscribe(on_grew)
+        try:
+            question = await room.post(Person(f'p{time.monotonic_ns()}', 'Fuzz'), '@gpt go')
+            assert question is not None
+            (reply,) = room.bot.replies.values()
+            await reply.task  # type: ignore[misc]
+            return await room.store.get(reply.id)
+        finally:
+            room.grew.unsubscribe(on_grew)
+    stored = loop.run_until_complete(ask())
+    expected = ''.join(chunks)
+    assert stored is not None
+    assert stored.status == (Status.DONE if expected.strip() else Status.ERROR)
+    assert stored.body == expected == ''.join(sent_to_tabs)
+
+
+class TagCollector(HTMLParser):
+    """Every element and attribute a browser would build from the HTML."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=message_text)
+def test_rendering_is_inert_and_fast(text: str) -> None:
+    started = time.perf_counter()
+    rendered = render_markdown(text)
+    assert time.perf_counter() - started < 1.0
+    parser = TagCollector()
+    parser.feed(rendered)
+    for tag, attributes in parser.tags:
+        assert tag not in {'script', 'img', 'iframe', 'object', 'embed', 'svg', 'style', 'link', 'meta', 'form'}
+        for name, value in attributes:
+            assert not name.startswith('on'), (tag, name)
+            if name in {'href', 'src'}:
+                assert not re.match(r'\s*(javascript|data|vbscript):', value or '', re.IGNORECASE), (tag, value)
+
+
+@pytest.mark.parametrize('nested', [
+    '> ' * 2000 + 'deep quote', '* ' * 2000 + 'deep list', '[' * 3000 + 'x' + ']' * 3000,
+    '*' * 4000, '`' * 4000, '    ' * 1000 + 'code', ('- a\n' + '  ' * 50) * 40, '|' * 4000,
+], ids=['quotes', 'lists', 'brackets', 'stars', 'backticks', 'indent', 'list-indent', 'pipes'])
+def test_deeply_nested_markdown_renders_in_bounded_time(nested: str) -> None:
+    started = time.perf_counter()
+    render_markdown(nested[:4000] + str(time.perf_counter_ns()))  # a fresh string: the cache must not help
+    assert time.perf_counter() - started < 2.0
+
+
+def test_store_path_is_a_real_file(room: Room) -> None:
+    assert Path(room.store.engine.url.database or '').exists()
