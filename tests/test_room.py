@@ -169,3 +169,12 @@ async def test_subscriptions_are_released_when_200_tabs_close(create_user: Calla
         tab.client.delete()
     assert [len(event.callbacks) for event in events] == before
     assert room.people == {}
+
+
+async def test_older_messages_load_on_demand(earlier_messages: list[str], user: User, room: Room) -> None:
+    await open_room(user)
+    assert len(bubbles(user)) == 100
+    user.find(marker='older').click()
+    await eventually(lambda: len(bubbles(user)) == 150)
+    assert [text for _, text, _ in shown(user)] == [f'old message {index}' for index in range(150)]
+    await user.should_not_see(marker='older')  # there is nothing older

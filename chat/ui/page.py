@@ -17,7 +17,9 @@ from .bubble import Bubble, person_avatar
 # reader is there, and leaves it alone once they scroll up, with no message from the server.
 SCROLLER_CLASSES = 'message-scroller w-full overflow-y-auto flex flex-col-reverse'
 PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N more"
-AT_BOTTOM_JS = '(event) => emit(event.target.scrollTop > -80)'  # in a reversed list, 0 is the bottom
+# In a reversed list, scrollTop is 0 at the bottom and grows negative towards the top.
+SCROLL_JS = ('(event) => { const list = event.target; emit({bottom: list.scrollTop > -80, '
+             'top: list.scrollHeight - list.clientHeight + list.scrollTop < 80}) }')
 
 
 def new_identity(room: Room) -> dict[str, str]:
@@ -64,9 +66,13 @@ class ChatPage:
             self.add_person_row(person)
         self.show_people_count()
 
-        with ui.element('div').classes(SCROLLER_CLASSES).style('height: calc(100vh - 9rem)') \
-                .on('scroll', self.on_scroll, js_handler=AT_BOTTOM_JS, throttle=0.2) as self.scroller:
-            self.messages = ui.column().classes('w-full gap-1 q-px-sm').mark('messages')
+        self.scroller = ui.element('div').classes(SCROLLER_CLASSES).style('height: calc(100vh - 9rem)') \
+            .on('scroll', self.on_scroll, js_handler=SCROLL_JS, throttle=0.2)
+        with self.scroller, ui.column().classes('w-full gap-1 q-px-sm'):
+            self.older_button = ui.button('Show older messages', icon='expand_less', on_click=self.load_older) \
+                .props('flat dense no-caps size=sm').classes('self-center').mark('older')
+            self.older_messages = ui.column().classes('w-full gap-1')
+            self.messages = ui.column().classes('w-full gap-1').mark('messages')
         with ui.page_sticky('bottom', y_offset=90):
             self.new_messages_chip = ui.button('New messages', icon='arrow_downward', on_click=self.jump_to_bottom) \
                 .props('rounded dense unelevated no-caps color=primary size=sm') \
@@ -81,6 +87,8 @@ class ChatPage:
         with self.messages:
             for message in room.recent:
                 self.add(message)
+        self.older_button.set_visibility(len(room.recent) >= room.settings.history_size)
+        self.loading_older = False
 
         room.added.subscribe(self.on_added)
         room.grew.subscribe(self.on_grew)
@@ -98,9 +106,6 @@ class ChatPage:
             return
         with self.messages:
             self.add(message)
-        if len(self.bubbles) > self.room.settings.history_size * 2:  # a long session: drop the oldest bubbles
-            oldest = min(self.bubbles)
-            self.messages.remove(self.bubbles.pop(oldest).element)
         if not self.at_bottom:
             self.new_messages_chip.set_visibility(True)
 
@@ -146,10 +151,27 @@ class ChatPage:
             self.input.value = ''
         self.jump_to_bottom()
 
-    def on_scroll(self, event) -> None:
-        self.at_bottom = bool(event.args)
+    async def load_older(self) -> None:
+        """The reader scrolled to the top: fetch the page of messages before the oldest one shown."""
+        if self.loading_older or not self.bubbles:
+            return
+        self.loading_older = True
+        try:
+            older = await self.room.store.recent(self.room.settings.history_size, before_id=min(self.bubbles))
+        finally:
+            self.loading_older = False
+        with ui.column().classes('w-full gap-1') as batch:
+            for message in older:
+                self.add(message)
+        batch.move(self.older_messages, target_index=0)
+        self.older_button.set_visibility(len(older) >= self.room.settings.history_size)
+
+    async def on_scroll(self, event) -> None:
+        self.at_bottom = bool(event.args.get('bottom'))
         if self.at_bottom:
             self.new_messages_chip.set_visibility(False)
+        if event.args.get('top') and self.older_button.visible:
+            await self.load_older()
 
     def jump_to_bottom(self) -> None:
         if not self.at_bottom:
