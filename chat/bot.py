@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import openai
 from nicegui import background_tasks
 
 from .config import Settings
@@ -159,10 +160,10 @@ class ReplyStream:
     def _explain(self, exception: Exception) -> str:
         if isinstance(exception, ReplyTimeout):
             return str(exception)
+        if self.text and isinstance(exception, openai.APIConnectionError):
+            return 'The connection to the provider dropped mid-reply. The text so far is kept.'
         explanation = explain_error(exception)
-        if self.text:
-            explanation += ' The text so far is kept.'
-        return explanation
+        return f'{explanation} The text so far is kept.' if self.text else explanation
 
     def _set_status(self, status: Status) -> None:
         self.message.status = status

@@ -153,7 +153,7 @@ async def test_stop_ends_the_reply_in_every_tab_and_closes_the_connection(
     ('[[status:500]]', 'server error (500)', False),
     ('[[first_delay:5]]', 'No answer within 2 s', False),
     ('[[tokens:10]] [[stall:3]]', 'stalled: no new text within 2 s', True),
-    ('[[tokens:10]] [[drop:4]]', 'connection to it dropped', True),
+    ('[[tokens:10]] [[drop:4]]', 'connection to the provider dropped mid-reply', True),
     ('[[tokens:10]] [[malformed:3]]', 'malformed response', True),
 ])
 async def test_errors_end_the_reply_with_a_clear_message(
