@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -50,27 +51,30 @@ def build_prompt(system_prompt: str, context: list[Message], max_chars: int | No
 
 
 class Throttle:
-    """Runs `action` at most once per `interval`. A call inside the interval is deferred to its end, never dropped."""
+    """Runs `action` at most once per `interval`, on a beat shared by every Throttle of that interval.
+
+    A call waits for the next beat instead of running at once, so all replies streaming at the same time
+    publish together, and each tab's outbox sends their new text in one socket message, not one per reply.
+    """
 
     def __init__(self, interval: float, action: Callable[[], Awaitable[Any] | None]) -> None:
         self.interval = interval
         self.action = action
-        self._last_run = -interval
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task] = set()
 
     def __call__(self) -> None:
         if self._timer is not None:
-            return  # already due; the deferred run will see the newest state
-        wait = self._last_run + self.interval - time.monotonic()
-        if wait <= 0:
+            return  # already due; the run at the beat will see the newest state
+        if self.interval <= 0:
             self._run()
-        else:
-            self._timer = asyncio.get_running_loop().call_later(wait, self._run)
+            return
+        loop = asyncio.get_running_loop()
+        beat = (math.floor(loop.time() / self.interval) + 1) * self.interval
+        self._timer = loop.call_at(beat, self._run)
 
     def _run(self) -> None:
         self._timer = None
-        self._last_run = time.monotonic()
         result = self.action()
         if asyncio.iscoroutine(result):
             task = background_tasks.create(result, name='throttled action')
@@ -147,12 +151,17 @@ class ReplyStream:
                 waiting_for_first = not self.text
                 timeout = self.settings.first_token_timeout if waiting_for_first else self.settings.stall_timeout
                 try:
-                    item = await asyncio.wait_for(anext(stream), timeout)
+                    # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a Stop's cancellation
+                    # when a token arrives at the same moment.
+                    async with asyncio.timeout(timeout):
+                        item = await anext(stream)
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
                     what = 'No answer' if waiting_for_first else 'The reply stalled: no new text'
                     raise ReplyTimeout(f'{what} within {timeout:g} s.') from None
+                if self.stop_requested:  # belt and braces: a Stop always ends the reply at the next token
+                    raise asyncio.CancelledError
                 yield item
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
