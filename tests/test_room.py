@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,8 +28,8 @@ def bubbles(user: User) -> list[ui.chat_message]:
 
 
 def bubble_text(bubble: ui.chat_message) -> str:
-    return ''.join(getattr(element, 'text', '') or '' for element in bubble.descendants()
-                   if 'whitespace-pre-wrap' in element.classes)
+    (body,) = [element for element in bubble.descendants() if 'message-body' in element.classes]
+    return html.unescape(body.content.replace('<br />', '\n'))
 
 
 def shown(user: User) -> list[tuple[str, str, bool]]:

@@ -54,9 +54,13 @@ def reply_details(message: Message) -> str:
 class Bubble:
     def __init__(self, message: Message, *, mine: bool, on_stop: Callable[[int], None]) -> None:
         self.message_id = message.id
+        self.on_stop = on_stop
         self.is_reply = message.kind == Kind.BOT
         self.pieces_in_group = PIECES_PER_GROUP
-        with ui.chat_message(name=message.author, stamp=local_time(message.created_at), sent=mine) \
+        self.live_controls: ui.row | None = None
+        # A person's message is plain text, and Quasar's own text part is the cheapest way to show it.
+        text = None if self.is_reply else message.body
+        with ui.chat_message(text, name=message.author, stamp=local_time(message.created_at), sent=mine) \
                 .classes('w-full').mark(f'message-{message.id}') \
                 .props(f'data-message-id={message.id} data-kind={message.kind}') as self.element:
             with self.element.add_slot('avatar'):
@@ -64,13 +68,13 @@ class Bubble:
                     ui.avatar('smart_toy', color='grey-8', text_color='white', size='md').classes('q-mx-sm')
                 else:
                     person_avatar(message.author, message.author_id).parent_slot.parent.classes('q-mx-sm')
+            if not self.is_reply:
+                self.element.default_slot.children[0].classes('message-body')
+                return
             with ui.element('div'):  # one child, so Quasar draws one bubble (it draws one per child)
                 self.body = ui.element('div').classes('message-body')
                 with ui.row().classes('items-center gap-1 text-xs text-grey-7') as self.status_row:
-                    self.spinner = ui.spinner('dots', size='sm')
                     self.status_label = ui.label().classes('message-status')
-                    self.stop_button = ui.button('Stop', icon='stop', on_click=lambda: on_stop(self.message_id)) \
-                        .props('flat dense size=sm no-caps').mark('stop')
         self.show(message)
 
     def change(self, message: Message) -> None:
@@ -81,13 +85,9 @@ class Bubble:
             self.show(message)
 
     def show(self, message: Message) -> None:
-        """Draw the message in its current state (a reply in progress shows its text so far, as plain text)."""
+        """Draw a reply in its current state: the text so far as plain text while it runs, else Markdown."""
         self.body.clear()
-        in_progress = message.status.in_progress
-        if not self.is_reply:
-            with self.body:
-                ui.label(message.body).classes('whitespace-pre-wrap break-words')
-        elif in_progress:
+        if message.status.in_progress:
             self.body.classes('whitespace-pre-wrap break-words')
             self.pieces_in_group = PIECES_PER_GROUP
             if message.body:
@@ -109,11 +109,16 @@ class Bubble:
         self.pieces_in_group += 1
 
     def _show_status(self, message: Message) -> None:
-        in_progress = message.status.in_progress
         self.element.props(f'data-status={message.status}')  # for browser tests and anyone styling the page
-        self.status_row.set_visibility(self.is_reply)
-        self.spinner.set_visibility(in_progress)
-        self.stop_button.set_visibility(in_progress)
+        if message.status.in_progress and self.live_controls is None:
+            with self.status_row, ui.row().classes('items-center gap-1') as self.live_controls:
+                ui.spinner('dots', size='sm')
+                ui.button('Stop', icon='stop', on_click=lambda: self.on_stop(self.message_id)) \
+                    .props('flat dense size=sm no-caps').mark('stop')
+            self.live_controls.move(target_index=0)
+        elif not message.status.in_progress and self.live_controls is not None:
+            self.live_controls.delete()
+            self.live_controls = None
         self.status_row.classes(remove='text-negative text-warning text-grey-7')
         if message.status == Status.THINKING:
             self.status_label.set_text('thinking…')
@@ -121,8 +126,7 @@ class Bubble:
             self.status_label.set_text('writing…')
         elif message.status in STATUS_NOTES:
             _, label, color = STATUS_NOTES[message.status]
-            text = ' '.join(part for part in (label, message.error or '') if part)
-            self.status_label.set_text(text)
+            self.status_label.set_text(' '.join(part for part in (label, message.error or '') if part))
             self.status_row.classes(color)
         else:
             self.status_label.set_text(reply_details(message))

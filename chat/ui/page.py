@@ -16,6 +16,7 @@ from .bubble import Bubble, person_avatar
 # The list is a column-reverse flex box: the browser itself keeps it pinned to the bottom while the
 # reader is there, and leaves it alone once they scroll up, with no message from the server.
 SCROLLER_CLASSES = 'message-scroller w-full overflow-y-auto flex flex-col-reverse'
+MESSAGE_TEXT_CSS = '.q-message-text-content .message-body { white-space: pre-wrap; overflow-wrap: anywhere; }'
 PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N more"
 # In a reversed list, scrollTop is 0 at the bottom and grows negative towards the top.
 SCROLL_JS = ('(event) => { const list = event.target; emit({bottom: list.scrollTop > -80, '
@@ -203,7 +204,7 @@ class ChatPage:
 
 
 def register_page(room: Room) -> None:
-    ui.add_css(code_highlight_css(), shared=True)
+    ui.add_css(code_highlight_css() + MESSAGE_TEXT_CSS, shared=True)
 
     @ui.page('/', title='Streaming chat')
     async def index() -> None:
