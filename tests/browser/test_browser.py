@@ -1,0 +1,259 @@
+"""The room in real Chromium tabs, against `python main.py` in its own process and the local fake model server.
+
+Each test opens three new tabs (three new people) on the module's one app process. A test finds its own
+messages by id, so what earlier tests left in the room does not matter.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..fake_openai import FakeOpenAI, numbered_tokens
+from . import AppProcess, Tab, child_environment, wait_until
+from .conftest import TabsFactory
+
+pytestmark = pytest.mark.browser
+
+DEMO_BADGE = 'Offline demo bot (no API key): set OPENAI_API_KEY to let GPT answer @gpt'
+DEMO_NOTICE = 'Offline demo bot, not GPT'
+
+
+def numbered_reply(count: int) -> str:
+    """What the bubble shows once the fake model's `[[tokens:N]]` reply is rendered: 'w0 w1 ... wN-1'."""
+    return ''.join(numbered_tokens(count)).strip()
+
+
+def states(tabs: list[Tab], message_id: int) -> list[tuple[str | None, str]]:
+    """(status, text) of one message in each tab; (None, '') where the tab does not show it."""
+    found = [tab.message(message_id) for tab in tabs]
+    return [(m['status'], m['text']) if m else (None, '') for m in found]
+
+
+def wait_for_status(tabs: list[Tab], message_id: int, status: str, timeout: float = 15) -> list[str]:
+    """Wait until every tab shows the message with `status`; return its text in each tab."""
+    seen = wait_until(lambda: states(tabs, message_id), lambda s: all(status == st for st, _ in s),
+                      timeout=timeout, message=f'message {message_id} did not reach {status!r} in every tab')
+    return [text for _, text in seen]
+
+
+def test_each_tab_is_a_different_person_and_sees_the_others(tabs: list[Tab]) -> None:
+    names = [tab.name for tab in tabs]
+    assert all(names), names
+    assert len(set(names)) == 3, f'three tabs, three people, yet the names are {names}'
+    for tab in tabs:
+        people = tab.page.locator('.q-drawer')  # the right drawer: "Here now (N)" and a row per person
+        wait_until(people.inner_text, lambda text: all(name in text for name in names),
+                   message=f'{tab.name} does not list everyone in {names}')
+        assert f'{tab.name} (you)' in people.inner_text()
+
+
+def test_a_message_from_one_tab_appears_in_the_others(tabs: list[Tab]) -> None:
+    writer = tabs[0]
+    text = f'Hello from the first tab {uuid.uuid4().hex[:8]}'
+    writer.send(text)
+    for tab in tabs:
+        [message] = wait_until(lambda tab=tab: [m for m in tab.messages() if m['text'] == text], bool,
+                               message=f'{text!r} did not appear in {tab.name}\'s tab')
+        assert message['kind'] == 'user'
+        assert message['author'] == writer.name
+        assert message['sent'] == (tab is writer), 'only the writer\'s own tab shows it as sent by "me"'
+
+
+def test_a_reply_grows_in_every_tab_and_ends_identical(tabs: list[Tab]) -> None:
+    reply_id = tabs[0].ask('@gpt count for us [[tokens:80]] [[delay:0.03]]')
+    lengths: list[list[int]] = [[] for _ in tabs]  # each tab's text length at each look while streaming
+    deadline = time.monotonic() + 20
+    while True:
+        seen = states(tabs, reply_id)
+        for observed, (status, text) in zip(lengths, seen, strict=True):
+            if status == 'streaming':
+                observed.append(len(text))
+        if all(status == 'done' for status, _ in seen):
+            break
+        assert time.monotonic() < deadline, f'the reply did not finish in every tab: {seen}'
+        time.sleep(0.05)
+    for tab, observed in zip(tabs, lengths, strict=True):
+        assert observed == sorted(observed), f'the text shrank in {tab.name}\'s tab: {observed}'
+        assert len(set(observed)) >= 4, f'{tab.name}\'s tab did not see the reply grow while streaming: {observed}'
+    final = [text for _, text in states(tabs, reply_id)]
+    assert final == [numbered_reply(80)] * 3
+
+
+def test_a_tab_reloaded_mid_reply_shows_the_text_so_far_then_all_of_it(tabs: list[Tab]) -> None:
+    asker, reloaded, other = tabs
+    name = reloaded.name
+    reply_id = asker.ask('@gpt a long one please [[tokens:120]] [[delay:0.03]]')
+    wait_until(lambda: states([reloaded], reply_id)[0], lambda s: s[0] == 'streaming' and len(s[1]) > 20,
+               message='the reply did not start streaming')
+    reloaded.reload()
+    status, partial = states([reloaded], reply_id)[0]  # the first look after the reload
+    assert status == 'streaming', f'the reply should still be running after the reload, it is {status!r}'
+    assert partial, 'the reloaded tab should show the text so far at once'
+    assert numbered_reply(120).startswith(partial), f'{partial!r} is not the start of the reply'
+    assert len(partial) < len(numbered_reply(120))
+    final = wait_for_status(tabs, reply_id, 'done')
+    assert final == [numbered_reply(120)] * 3
+    assert reloaded.name == name, 'a reload keeps the tab\'s identity'
+    assert other.message(reply_id) is not None
+
+
+def test_stop_in_one_tab_stops_the_reply_in_every_tab(tabs: list[Tab], model_server: FakeOpenAI) -> None:
+    asker, _, stopper = tabs
+    sent_before = len(model_server.sent)
+    reply_id = asker.ask('@gpt go on and on [[tokens:300]] [[delay:0.03]]')
+    wait_until(lambda: states(tabs, reply_id), lambda s: all(st == 'streaming' and len(t) > 20 for st, t in s),
+               message='the reply did not stream into every tab')
+    stopper.page.bring_to_front()  # a person clicks in the tab they are looking at
+    stopper.bubble(reply_id).get_by_role('button', name='Stop').click()
+    texts = wait_for_status(tabs, reply_id, 'stopped', timeout=5)
+    assert len(set(texts)) == 1, f'the tabs disagree on the stopped text: {texts}'
+    assert texts[0] and numbered_reply(300).startswith(texts[0]) and texts[0] != numbered_reply(300)
+    # The app closed its request: the fake model's stream ends (it notices at its next write, 0.03 s on).
+    wait_until(lambda: model_server.open_streams, lambda count: count == 0, timeout=3,
+               message='the request to the model stayed open after Stop')
+    sent = len(model_server.sent) - sent_before
+    assert sent < 300, 'the model finished its whole reply: Stop did not reach it'
+    time.sleep(0.6)  # were anything still streaming, 20 more tokens would arrive in this time
+    assert states(tabs, reply_id) == [('stopped', texts[0])] * 3, 'the text changed after Stop'
+    assert len(model_server.sent) - sent_before == sent
+    for tab in tabs:
+        assert tab.bubble(reply_id).get_by_role('button', name='Stop').is_hidden()
+        assert 'Stopped' in tab.bubble(reply_id).locator('.message-status').inner_text()
+
+
+CODE_REPLY = 'Here is a function:\\n\\n```python\\ndef add(a, b):\\n    return a + b\\n```\\n\\nThat is all.'
+
+
+def test_a_code_block_is_rendered_and_highlighted(tabs: list[Tab]) -> None:
+    reply_id = tabs[0].ask(f'@gpt show me code [[reply:{CODE_REPLY}]] [[delay:0.02]]')
+    wait_for_status(tabs, reply_id, 'done')
+    for tab in tabs:
+        body = tab.bubble(reply_id).locator('.message-body')
+        code = body.locator('.codehilite pre')
+        assert code.count() == 1, f'no highlighted code block in {tab.name}\'s tab: {body.inner_html()}'
+        assert 'def add(a, b):' in code.inner_text()
+        assert '```' not in body.inner_text(), 'the fences should be gone once rendered'
+        keyword = code.locator('span', has_text='def').last
+        assert keyword.get_attribute('class'), f'"def" is not a Pygments token: {code.inner_html()}'
+        colours = keyword.evaluate('(s) => [getComputedStyle(s).color, getComputedStyle(s.closest("pre")).color]')
+        assert colours[0] != colours[1], f'"def" has the colour of plain code ({colours[0]}): no highlighting style'
+
+
+# Each would run in a renderer that trusts the model's text (tried against one with sanitising off).
+HOSTILE_REPLY = ('Careful: <script>alert(1)</script> <img src="x" onerror="alert(2)"> '
+                 '[click](javascript:alert(3)) and the end.')
+
+
+def test_a_hostile_reply_runs_nothing(tabs: list[Tab]) -> None:
+    reply_id = tabs[0].ask(f'@gpt say something nasty [[reply:{HOSTILE_REPLY}]] [[delay:0.02]]')
+    wait_for_status(tabs, reply_id, 'done')
+    time.sleep(0.5)  # an <img onerror> fires as soon as its load fails: give it the time to
+    for tab in tabs:
+        assert tab.dialogs == [], f'script from the reply ran in {tab.name}\'s tab'
+        page = tab.page
+        text = tab.message(reply_id)['text']
+        assert text.startswith('Careful:') and text.endswith('and the end.'), text
+        assert page.locator('.message-body script').count() == 0, tab.bubble(reply_id).inner_html()
+        assert page.locator('[onerror]').count() == 0, tab.bubble(reply_id).inner_html()
+        javascript_links = page.evaluate('''() => [...document.querySelectorAll('[href]')]
+            .map(e => e.getAttribute('href')).filter(h => /^\\s*javascript:/i.test(h))''')
+        assert javascript_links == [], tab.bubble(reply_id).inner_html()
+
+
+def test_a_reader_scrolled_up_stays_put_and_is_offered_the_new_messages(tabs: list[Tab]) -> None:
+    writer, reader, other_writer = tabs
+    # The reader's tab is the one in front, as for a person reading it: Chromium renders only that tab, and
+    # scroll events are dispatched by rendering.
+    reader.page.bring_to_front()
+    scroller = reader.page.locator('.message-scroller')
+    # Long messages from two people: the list overflows in a few sends, within the room's per-person rate limit.
+    filler = 'A long message that wraps over several lines, so that the list soon overflows the page. ' * 4
+    for n in range(10):
+        (writer if n % 2 else other_writer).send(f'{n}: {filler}')
+    wait_until(lambda: reader.messages()[-1]['text'], lambda text: text.startswith('9: '),
+               message='the reader did not get every message')
+    assert scroller.evaluate('(list) => list.scrollTop') == 0, 'a reader at the bottom stays at the bottom'
+    box = scroller.bounding_box()
+    assert box is not None
+    reader.page.mouse.move(box['x'] + box['width'] / 2, box['y'] + box['height'] / 2)
+    reader.page.mouse.wheel(0, -500)
+    top = wait_until(lambda: scroller.evaluate('(list) => list.scrollTop'), lambda top: top < -400,
+                     message='the wheel did not scroll the list up')  # a reversed list: 0 is the bottom
+    reader.page.wait_for_timeout(500)  # the page tells the app where it is at most every 0.2 s
+    new_messages = reader.page.locator('.new-messages')
+    assert not new_messages.is_visible(), 'nothing new has arrived yet'
+    writer.send('a message while the reader is up the page')
+    wait_until(lambda: reader.messages()[-1]['text'], lambda text: text == 'a message while the reader is up the page',
+               message='the reader did not get the new message')
+    new_messages.wait_for(state='visible', timeout=5000)
+    after = scroller.evaluate('(list) => list.scrollTop')
+    assert after <= top, f'the scrolled-up list moved towards the bottom: scrollTop {top} -> {after}'
+    new_messages.click()
+    wait_until(lambda: scroller.evaluate('(list) => list.scrollTop'), lambda top: top > -5,
+               message='"New messages" did not take the reader to the bottom')
+    new_messages.wait_for(state='hidden', timeout=5000)
+
+
+LAYOUT_JS = '''() => {
+    const box = (element) => element.getBoundingClientRect();
+    const messages = document.querySelectorAll('[data-message-id]');
+    const list = box(document.querySelector('.message-scroller'));
+    const middle = document.elementFromPoint(list.left + list.width / 2, list.top + list.height / 2);
+    return {
+        newest_bottom: box(messages[messages.length - 1]).bottom,
+        input_top: box(document.querySelector('.q-footer')).top,
+        page_overflow: document.scrollingElement.scrollHeight - innerHeight,
+        list_in_front: document.querySelector('.message-scroller').contains(middle),
+    };
+}'''
+
+
+@pytest.mark.xfail(strict=True, reason='app bug: the list is calc(100vh - 9rem) tall, which ignores the real header '
+                   '(68 px, more where it wraps), the page padding and the footer, so its bottom, the newest message, '
+                   'is behind the input box. Remove this mark when it is fixed.')
+@pytest.mark.parametrize(('width', 'height'), [(1280, 800), (390, 844)], ids=['desktop', 'phone'])
+def test_the_newest_message_is_not_behind_the_input_box(chat_app: AppProcess, open_tabs: TabsFactory,
+                                                        width: int, height: int) -> None:
+    [tab] = open_tabs(chat_app.url, 1, width=width, height=height)
+    tab.send(f'Can you see me at {width} x {height}?')
+    wait_until(lambda: tab.messages()[-1]['text'], lambda text: text.startswith('Can you see me'),
+               message='the message did not arrive')
+    layout = tab.page.evaluate(LAYOUT_JS)
+    assert layout['newest_bottom'] <= layout['input_top'], layout
+    assert layout['page_overflow'] <= 0, f'the page itself scrolls, beside the list: {layout}'
+
+
+@pytest.mark.xfail(strict=True, reason='app bug: below its 700 px breakpoint the "Here now" drawer opens over the '
+                   'chat (value=True), with a backdrop that greys out and blocks the messages until it is dismissed. '
+                   'Remove this mark when it is fixed.')
+def test_on_a_phone_the_messages_are_not_covered_by_the_people_list(chat_app: AppProcess,
+                                                                    open_tabs: TabsFactory) -> None:
+    [tab] = open_tabs(chat_app.url, 1, width=390, height=844)
+    tab.page.wait_for_timeout(500)  # the drawer's opening animation
+    layout = tab.page.evaluate(LAYOUT_JS)
+    assert layout['list_in_front'], f'something lies over the middle of the message list: {layout}'
+
+
+@pytest.fixture
+def demo_app(tmp_path: Path) -> Iterator[AppProcess]:
+    with AppProcess(tmp_path, ['--provider', 'demo'], child_environment()) as app:
+        yield app
+
+
+def test_the_offline_demo_bot_says_what_it_is(demo_app: AppProcess, open_tabs: TabsFactory) -> None:
+    [tab] = open_tabs(demo_app.url, 1)
+    assert DEMO_BADGE in tab.page.locator('.q-header').inner_text()
+    reply_id = tab.ask('@gpt are you GPT?')
+    wait_until(lambda: tab.message(reply_id)['text'], lambda text: 'get real answers.*' in text, timeout=10,
+               message='the demo reply does not start with its notice')  # the notice's Markdown is complete
+    tab.bubble(reply_id).get_by_role('button', name='Stop').click()  # the notice is all this test needs
+    [text] = wait_for_status([tab], reply_id, 'stopped', timeout=5)
+    assert text.startswith(f'{DEMO_NOTICE}: set OPENAI_API_KEY'), text
+    notice = tab.bubble(reply_id).locator('.message-body em').first  # the notice is set apart, in italics
+    assert notice.inner_text().startswith(DEMO_NOTICE)
+    assert tab.message(reply_id)['author'] == 'Demo bot'
