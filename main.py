@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import multiprocessing
+import signal
 import sys
 
 from nicegui import ui
@@ -35,17 +37,20 @@ def main(argv: list[str] | None = None) -> None:
     if settings.reset and not confirm_reset(settings):
         sys.exit('Nothing was deleted.')
     build_app(settings)
-    ui.run(
-        host=settings.host,
-        port=settings.port,
-        title='Streaming chat',
-        favicon='💬',
-        show=settings.show_browser,
-        native=settings.native,
-        window_size=(1100, 800) if settings.native else None,
-        reload=False,
-        show_welcome_message=False,
-    )
+    if settings.native:  # the window would outlive a plain SIGTERM; let it end the app as Ctrl-C does
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop: no traceback
+        ui.run(
+            host=settings.host,
+            port=settings.port,
+            title='Streaming chat',
+            favicon='💬',
+            show=settings.show_browser,
+            native=settings.native,
+            window_size=(1100, 800) if settings.native else None,
+            reload=False,
+            show_welcome_message=False,
+        )
 
 
 # NiceGUI's native mode starts the window in a child process that imports this file again as

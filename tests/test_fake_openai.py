@@ -66,7 +66,7 @@ async def test_happy_path_streams_text_and_usage(server: FakeOpenAI, client: ope
     assert request['headers']['authorization'] == 'Bearer sk-test'
     assert request['body']['messages'] == [{'role': 'user', 'content': 'Hi!'}]
     assert [token for _, token in server.sent] == DEFAULT_TOKENS
-    assert server.open_streams == 0
+    await eventually(lambda: server.open_streams == 0, timeout=2)  # the count drops after the last write
 
 
 async def test_default_script_is_settable(server: FakeOpenAI, client: openai.AsyncOpenAI) -> None:
@@ -136,7 +136,7 @@ async def test_drop_breaks_the_stream(server: FakeOpenAI, client: openai.AsyncOp
         async for chunk in await stream(client, '[[tokens:10]] [[drop:3]]'):
             received.append(chunk.choices[0].delta.content)
     assert received == ['', ' w0', ' w1', ' w2']
-    assert server.open_streams == 0
+    await eventually(lambda: server.open_streams == 0, timeout=2)
 
 
 async def test_malformed_event(client: openai.AsyncOpenAI) -> None:

@@ -15,7 +15,7 @@ from .bubble import Bubble, person_avatar
 
 # The list is a column-reverse flex box: the browser itself keeps it pinned to the bottom while the
 # reader is there, and leaves it alone once they scroll up, with no message from the server.
-SCROLLER_CLASSES = 'message-scroller w-full overflow-y-auto flex flex-col-reverse'
+SCROLLER_CLASSES = 'message-scroller w-full h-full overflow-y-auto flex flex-col-reverse q-pa-sm'
 MESSAGE_TEXT_CSS = '.q-message-text-content .message-body { white-space: pre-wrap; overflow-wrap: anywhere; }'
 PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N more"
 # In a reversed list, scrollTop is 0 at the bottom and grows negative towards the top.
@@ -46,6 +46,11 @@ class ChatPage:
         self.bubbles: dict[int, Bubble] = {}
         self.at_bottom = True
 
+        # The list fills the space between header and footer exactly, whatever their height (Quasar's
+        # page container leaves room for both): the newest message never hides behind the message box.
+        ui.query('.q-page').classes('relative')
+        ui.query('.nicegui-content').classes('absolute-full p-0')
+
         with ui.header().classes('items-center gap-3 bg-grey-9 q-py-sm'):
             ui.label('Streaming chat').classes('text-lg font-medium')
             is_demo = isinstance(room.bot.provider, DemoProvider)
@@ -57,8 +62,12 @@ class ChatPage:
                 self.my_name = ui.label(person.name).classes('my-name font-medium q-mr-sm')
                 self.my_initials = person_avatar(person.name, person.id, size='sm')
                 ui.tooltip('Click to change your name')
+            ui.button(icon='group', on_click=lambda: self.people_drawer.toggle()) \
+                .props('flat round dense').classes('text-white').tooltip('Who is here')
 
-        with ui.right_drawer(value=True, fixed=True).classes('bg-grey-1').props('width=200 breakpoint=700'):
+        # Open beside the chat on a wide screen; on a phone closed, until the header's people button opens it.
+        with ui.right_drawer(fixed=True).classes('bg-grey-1').props('width=200 breakpoint=700') \
+                as self.people_drawer:
             self.people_title = ui.label().classes('text-sm text-grey-8 font-medium')
             self.people_list = ui.column().classes('gap-1').mark('people')
             self.more_people = ui.label().classes('text-xs text-grey-7')
@@ -67,7 +76,7 @@ class ChatPage:
             self.add_person_row(person)
         self.show_people_count()
 
-        self.scroller = ui.element('div').classes(SCROLLER_CLASSES).style('height: calc(100vh - 9rem)') \
+        self.scroller = ui.element('div').classes(SCROLLER_CLASSES) \
             .on('scroll', self.on_scroll, js_handler=SCROLL_JS, throttle=0.2)
         with self.scroller, ui.column().classes('w-full gap-1 q-px-sm'):
             self.older_button = ui.button('Show older messages', icon='expand_less', on_click=self.load_older) \

@@ -213,16 +213,6 @@ LAYOUT_JS = '''() => {
 }'''
 
 
-LIST_HEIGHT_BUG = ('app bug: the list is calc(100vh - 9rem) tall, which ignores the real header (68 px, more where '
-                   'it wraps), the page padding and the footer, so its bottom, the newest message, is behind the '
-                   'input box. Remove this mark when it is fixed.')
-PHONE_DRAWER_BUG = ('app bug: below its 700 px breakpoint the "Here now" drawer opens over the chat (value=True), '
-                    'with a backdrop that greys out and blocks the messages until it is dismissed. Remove this mark '
-                    'when it is fixed.')
-
-
-# strict: a fixed bug makes the test fail, as a reminder to drop the mark; raises: only the asserted reason counts
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=LIST_HEIGHT_BUG)
 @pytest.mark.parametrize(('width', 'height'), [(1280, 800), (390, 844)], ids=['desktop', 'phone'])
 def test_the_newest_message_is_not_behind_the_input_box(chat_app: AppProcess, open_tabs: TabsFactory,
                                                         width: int, height: int) -> None:
@@ -235,7 +225,6 @@ def test_the_newest_message_is_not_behind_the_input_box(chat_app: AppProcess, op
     assert layout['page_overflow'] <= 0, f'the page itself scrolls, beside the list: {layout}'
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=PHONE_DRAWER_BUG)
 def test_on_a_phone_the_messages_are_not_covered_by_the_people_list(chat_app: AppProcess,
                                                                     open_tabs: TabsFactory) -> None:
     [tab] = open_tabs(chat_app.url, 1, width=390, height=844)
