@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from ..fake_openai import FakeOpenAI, numbered_tokens
 from . import AppProcess, Tab, child_environment, wait_until
@@ -100,6 +101,31 @@ def test_a_tab_reloaded_mid_reply_shows_the_text_so_far_then_all_of_it(tabs: lis
     assert final == [numbered_reply(120)] * 3
     assert reloaded.name == name, 'a reload keeps the tab\'s identity'
     assert other.message(reply_id) is not None
+
+
+@pytest.mark.parametrize('seconds', [1.5, 5.0], ids=['short-drop', 'longer-than-reconnect-timeout'])
+def test_a_tab_whose_connection_drops_mid_reply_catches_up(tabs: list[Tab], seconds: float) -> None:
+    """A short drop is bridged by NiceGUI's message history; after a long one the client is gone and the page
+    loads again: either way the tab ends with the whole reply."""
+    asker, dropped, _ = tabs
+    reply_id = asker.ask('@gpt keep talking [[tokens:200]] [[delay:0.03]]')
+    wait_until(lambda: states([dropped], reply_id)[0], lambda s: s[0] == 'streaming' and len(s[1]) > 20,
+               message='the reply did not start streaming')
+    dropped.page.context.set_offline(True)
+    dropped.page.evaluate('window.socket.io.engine.close()')  # the socket drops; reconnecting fails while offline
+    seen_while_offline = states([dropped], reply_id)[0][1]
+    dropped.page.wait_for_timeout(seconds * 1000)
+    assert states([dropped], reply_id)[0][1] == seen_while_offline, 'text arrived while the tab was offline'
+    dropped.page.context.set_offline(False)
+
+    def state_across_reloads() -> tuple[str, str]:  # NiceGUI may reload the page to reconnect: that is fine
+        try:
+            return states([dropped], reply_id)[0]
+        except PlaywrightError:
+            return ('reloading', '')
+    wait_until(state_across_reloads, lambda state: state[0] == 'done', timeout=20,
+               message='the tab did not catch up after reconnecting')
+    assert wait_for_status([asker, dropped], reply_id, 'done') == [numbered_reply(200)] * 2
 
 
 def test_stop_in_one_tab_stops_the_reply_in_every_tab(tabs: list[Tab], model_server: FakeOpenAI) -> None:
