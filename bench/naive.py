@@ -1,0 +1,54 @@
+"""The naive variant, kept for comparison: the original demo's design, ported to this app.
+
+The original (Convex's streaming chat) writes the whole text so far to the database on every token, and every
+client re-renders the whole message when it changes. Here that is: no coalescing at all (`ui_interval=0`,
+`db_interval=0`: one database write and one tab update per token), and a bubble whose streaming view is one
+`ui.markdown` whose content is set to the whole text on every delta, which NiceGUI then sends to every tab whole.
+Everything else (the room, the store, the provider, the page) is the app's own code.
+
+`python -m bench.naive FLAGS` takes main.py's flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nicegui import ui
+
+import main as chat_main
+from chat.config import Settings
+from chat.models import Message
+from chat.ui import bubble, page
+
+from .serve import serve
+
+
+class NaiveBubble(bubble.Bubble):
+    """A reply in progress is one Markdown element, re-rendered and re-sent whole on every token."""
+
+    def show(self, message: Message) -> None:
+        if not (self.is_reply and message.status.in_progress):
+            super().show(message)  # people's messages and finished replies look exactly as in the app
+            return
+        self.body.clear()
+        with self.body:
+            self.markdown = ui.markdown(message.body)
+        self._show_status(message)
+
+    def append(self, text: str) -> None:
+        self.markdown.content = self.markdown.content + text  # the whole reply so far, every time
+
+
+def patch() -> None:
+    parse_settings = chat_main.parse_settings
+
+    def naive_settings(argv: list[str] | None = None) -> Settings:
+        return dataclasses.replace(parse_settings(argv), ui_interval=0, db_interval=0)
+
+    chat_main.parse_settings = naive_settings  # main() looks the name up at call time, in its own module
+    page.Bubble = NaiveBubble  # the page builds bubbles through this name
+
+
+if __name__ == '__main__':
+    patch()
+    serve()
