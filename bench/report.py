@@ -263,9 +263,11 @@ def write(every_result: list[Result], plan: Plan, path: Path, *, command: str, m
     if profiles:
         parts.append('## Where the server\'s time goes (py-spy, during one reply)')
         for result in profiles:
-            parts.append(f'{result.run.label}: the share of busy samples (any thread) in each function, with what '
-                         'it called\n\n'
-                         + '\n'.join(f'- {share:.0%} `{frame}`' for frame, share in result.profile))
+            packages = ', '.join(f'{name} {share:.0%}' for name, share in result.profile_packages)
+            parts.append(f'**{result.run.label}**. The app\'s own functions, by their share of the samples in which a '
+                         'thread was busy, with what they called:\n\n'
+                         + '\n'.join(f'- {share:.0%} `{frame}`' for frame, share in result.profile)
+                         + f'\n\nThe package of the innermost Python frame: {packages}.')
     parts += ['## How it is measured', METHOD]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('\n\n'.join(part for part in parts if part) + '\n')

@@ -135,8 +135,9 @@ async def run_plan(plan: Plan, workdir: Path) -> list[Result]:
             for variant in plan.variants:
                 profiled = await measure(Run(variant, plan.compare_at, plan.tokens, plan.rate, profile=True), fake,
                                          workdir, deadline_s=plan.patience * plan.tokens / plan.rate + 20)
-                print(f'profile of {profiled.run.label}:', *(f'  {share:6.1%} {frame}'
-                                                             for frame, share in profiled.profile), sep='\n')
+                print(f'profile of {profiled.run.label}:', *(f'  {share:6.1%} {name}' for name, share
+                                                             in profiled.profile + profiled.profile_packages),
+                      sep='\n')
                 results.append(profiled)
     return results
 

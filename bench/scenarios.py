@@ -66,7 +66,8 @@ class Result:
     page_ready_s: list[float] = field(default_factory=list)  # history runs: cold and warm tab
     page_messages: int = 0
     page_bytes: int = 0
-    profile: list[tuple[str, float]] = field(default_factory=list)  # (function, share of samples)
+    profile: list[tuple[str, float]] = field(default_factory=list)  # the app's functions: (name, share of samples)
+    profile_packages: list[tuple[str, float]] = field(default_factory=list)  # where the innermost frames were
 
     @property
     def p99(self) -> float:
@@ -77,7 +78,8 @@ class Result:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
-        fields = dict(data, run=Run(**data['run']), profile=[tuple(pair) for pair in data.get('profile', [])])
+        fields = dict(data, run=Run(**data['run']), profile=[tuple(pair) for pair in data.get('profile', [])],
+                      profile_packages=[tuple(pair) for pair in data.get('profile_packages', [])])
         return cls(**fields)
 
 
@@ -155,7 +157,8 @@ async def measure_replies(run: Run, server: AppServer, session: aiohttp.ClientSe
         after = await Meters.read(server, fake)
         if profiling is not None:
             profile_path = await profiling
-            result.profile = summarise_profile(profile_path) if profile_path else []
+            if profile_path:
+                result.profile, result.profile_packages = summarise_profile(profile_path)
         result.drops = sum(tab.drops for tab in tabs) - drops_before
         pauses = [ms for end, ms in (await server.stats())['gc_pauses'] if before.wall <= end <= after.wall]
         result.gc_pauses, result.gc_longest_ms = len(pauses), max(pauses, default=0.0)
@@ -273,21 +276,29 @@ def prefill(db: Path, count: int) -> None:
     engine.dispose()
 
 
-def summarise_profile(path: Path, top: int = 15) -> list[tuple[str, float]]:
-    """py-spy's collapsed stacks ('a (file:1);b (file:2) 17' a line) -> the functions where the server spent the
-    most samples, with what they called (each function counted once per stack), leaving out the frames that
-    are on nearly every stack (the event loop, uvicorn, main())."""
-    inclusive: Counter[str] = Counter()
+APP_CODE = ('chat/', 'bench/naive.py')  # the frames of the app's own code (and the naive variant's patches)
+
+
+def summarise_profile(path: Path, top: int = 12) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """py-spy's collapsed stacks ('f (file.py:1);g (pkg/file.py:2) 17' a line) -> (the app's functions by their share
+    of the busy samples, with what they called; the packages the samples' innermost Python frames were in)."""
+    app: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     total = 0
     with contextlib.suppress(FileNotFoundError):
         for line in path.read_text().splitlines():
             stack, _, count = line.rpartition(' ')
             if not count.isdigit():
                 continue
-            total += int(count)
-            for frame in {frame.rsplit(':', 1)[0] for frame in stack.split(';')}:  # per function, not per line
-                inclusive[frame] += int(count)
+            samples, frames = int(count), stack.split(';')
+            total += samples
+            for function in {frame.rsplit(':', 1)[0] + ')' for frame in frames if frame.endswith(')')
+                             and any(code in frame for code in APP_CODE) and not frame.startswith('<module>')}:
+                app[function] += samples
+            location = frames[-1].rpartition('(')[2].split(':')[0]  # 'nicegui/event.py' or 'inspect.py'
+            package = location.split('/')[0] if '/' in location else location.removesuffix('.py')
+            packages[package or '(unknown)'] += samples
     if not total:
-        return []
-    shares = [(frame, samples / total) for frame, samples in inclusive.most_common()]
-    return [(frame + ')', share) for frame, share in shares if share < 0.6][:top]
+        return [], []
+    return ([(name, samples / total) for name, samples in app.most_common(top)],
+            [(name, samples / total) for name, samples in packages.most_common(top)])
