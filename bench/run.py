@@ -3,6 +3,8 @@
     python -m bench.run            # the full run, about 10 minutes
     python -m bench.run --quick    # about 2 minutes: fewer tabs, shorter replies
     python -m bench.run --help     # every option; e.g. --scenarios latency --variants ours --no-write
+    python -m bench.run --profile --json results.json   # also sample the server with py-spy; keep the figures
+    python -m bench.run --from-json results.json        # write docs/benchmarks.md again from kept figures
 
 Scenarios: `latency` (a sweep over N tabs watching one reply), `size` (replies of T tokens), `concurrent` (several
 people asking at once) and `history` (opening a room that already holds many messages).
@@ -16,7 +18,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -43,7 +45,6 @@ class Plan:
     profile: bool = False
     patience: float = 1.5  # a run is cut off after patience × its nominal streaming time + 20 s
     calm_wait: float = 30.0  # before each run, wait up to this long for other processes to use < 0.3 cores
-    notes: list[str] = field(default_factory=list)
 
 
 FULL = Plan()
@@ -60,8 +61,9 @@ def words(text: str) -> tuple[str, ...]:
 
 
 def parse_plan(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
-    parser = argparse.ArgumentParser(prog='python -m bench.run', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog='python -m bench.run', description=__doc__,
+                                     epilog='Options left out take the full (or --quick) plan\'s values; see Plan.',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='the short version (about 2 minutes)')
     parser.add_argument('--scenarios', type=words, help=f'some of: {",".join(FULL.scenarios)}')
     parser.add_argument('--variants', type=words, help='ours, naive or both')
@@ -76,7 +78,8 @@ def parse_plan(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument('--p99-limit', dest='p99_limit_ms', type=float, help='stop the sweep past this p99 (ms)')
     parser.add_argument('--calm-wait', type=float, help='seconds to wait for a quiet machine before each run')
     parser.add_argument('--profile', action='store_true', help="sample the server with py-spy at N=compare_at")
-    parser.add_argument('--out', type=Path, default=ROOT / 'docs' / 'benchmarks.md', help='the report to write')
+    parser.add_argument('--out', type=Path, default=ROOT / 'docs' / 'benchmarks.md',
+                        help='the report to write (default: docs/benchmarks.md)')
     parser.add_argument('--no-write', action='store_true', help='print the figures only')
     parser.add_argument('--json', type=Path, help='also write every result as JSON here')
     parser.add_argument('--from-json', type=Path, help='measure nothing: write the report from saved results '
