@@ -119,7 +119,8 @@ class ReplyStream:
         first_token_at: float | None = None
         status, error = Status.DONE, None
         try:
-            context = await self.room.store.context_before(self.id, self.settings.context_messages)
+            assert self.message.reply_to is not None
+            context = await self.room.store.context_for(self.message.reply_to, self.settings.context_messages)
             prompt = build_prompt(self.settings.system_prompt, context, self.settings.max_context_chars)
             async for item in self._watched(self.provider.stream(prompt, self.settings.max_tokens)):
                 if isinstance(item, Usage):

@@ -72,13 +72,14 @@ class Store:
         rows = await self._run(lambda session: list(session.exec(statement)))
         return rows[::-1]
 
-    async def context_before(self, message_id: int, limit: int) -> list[Message]:
-        """What the bot may read: the last `limit` finished messages before `message_id`, oldest first.
-        Failed, stopped-empty and still-running replies are left out."""
+    async def context_for(self, question_id: int, limit: int) -> list[Message]:
+        """What the bot reads to answer `question_id`: the last `limit` finished messages up to and including it,
+        oldest first. Messages posted after the question (another person's, a moment later) are not its context;
+        failed, empty and still-running replies are left out."""
         usable = (col(Message.kind) == Kind.USER) | (
             (col(Message.status).in_([Status.DONE, Status.STOPPED])) & (col(Message.body) != '')
         )
-        statement = select(Message).where(col(Message.id) < message_id, usable) \
+        statement = select(Message).where(col(Message.id) <= question_id, usable) \
             .order_by(col(Message.id).desc()).limit(limit)
         rows = await self._run(lambda session: list(session.exec(statement)))
         return rows[::-1]

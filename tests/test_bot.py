@@ -281,3 +281,15 @@ async def test_shutting_down_mid_reply_marks_it_interrupted_with_its_text(
     stored = await room.store.get(reply_id)  # type: ignore[arg-type]
     assert stored is not None and stored.status == Status.INTERRUPTED
     assert stored.body and ''.join(numbered_tokens(500)).startswith(stored.body)
+
+
+async def test_two_people_asking_at_once_each_get_an_answer_to_their_own_question(
+        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
+    first, second = create_user(), create_user()
+    await open_room(first)
+    await open_room(second)
+    await ask(first, '@gpt what is 1 + 1?')
+    await ask(second, '@gpt what is the capital of France?')  # stored before the first question's reply starts
+    await eventually(lambda: len(replies(room)) == 2 and not any(r.status.in_progress for r in replies(room)))
+    asked = {request['body']['messages'][-1]['content'].split(': ', 1)[1] for request in fake_openai.requests}
+    assert asked == {'@gpt what is 1 + 1?', '@gpt what is the capital of France?'}  # each reply sees its own
