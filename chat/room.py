@@ -65,6 +65,8 @@ class RateLimit:
     def wait_needed(self, key: str) -> float:
         """Seconds until `key` may act again; 0 means it may act now (and that act is counted)."""
         now = time.monotonic()
+        if len(self.times) > 1000:  # many people came and went: drop the ones with nothing left to count
+            self.forget_idle()
         times = self.times.setdefault(key, deque())
         while times and times[0] <= now - self.seconds:
             times.popleft()

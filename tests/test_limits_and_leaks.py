@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from nicegui.testing import User
 
 from chat.bot import build_prompt
 from chat.models import Kind, Message, Status
-from chat.room import Room
+from chat.room import RateLimit, Room
 
 from .conftest import eventually, open_room
 from .fake_openai import FakeOpenAI, Script, numbered_tokens
@@ -116,3 +117,17 @@ async def test_the_api_key_never_reaches_a_browser(user: User, room: Room, fake_
     assert 'sk-test-secret-key' not in page
     assert sent and not [message for message in sent if 'sk-test-secret-key' in message]
     assert 'secret' not in room.settings.system_prompt.lower()
+
+
+def test_a_rate_limit_forgets_people_who_went_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = RateLimit(count=2, seconds=10)
+    clock = [1000.0]
+    fake_time = SimpleNamespace(monotonic=lambda: clock[0])
+    monkeypatch.setitem(RateLimit.wait_needed.__globals__, 'time', fake_time)  # the room module's clock
+    assert limit.wait_needed('ann') == 0 and limit.wait_needed('ann') == 0
+    assert limit.wait_needed('ann') == pytest.approx(10)
+    for index in range(1001):
+        limit.wait_needed(f'visitor {index}')
+    clock[0] += 11
+    limit.wait_needed('bob')  # past 1,000 people, the idle ones are dropped
+    assert set(limit.times) == {'bob'}
