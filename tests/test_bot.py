@@ -43,6 +43,15 @@ def status_shown(user: User, message_id: int) -> str:
                         if isinstance(element, ui.label) and element.visible)
 
 
+@pytest.fixture
+async def two_tabs(create_user: Callable[[], User]) -> tuple[User, User]:
+    """Two simulated tabs, two different people, both with the room open."""
+    first, second = create_user(), create_user()
+    await open_room(first)
+    await open_room(second)
+    return first, second
+
+
 def replies(room: Room) -> list[Message]:
     return [message for message in room.recent if message.kind == Kind.BOT]
 
@@ -59,11 +68,9 @@ async def finished_reply(room: Room, timeout: float = 10) -> Message:
 
 
 async def test_a_reply_streams_into_two_tabs_and_ends_the_same_everywhere(
-        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
+        two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI) -> None:
     fake_openai.script = Script(tokens=numbered_tokens(60), delay=0.01)
-    asker, watcher = create_user(), create_user()
-    await open_room(asker)
-    await open_room(watcher)
+    asker, watcher = two_tabs
     await ask(asker, '@gpt count for us')
 
     await eventually(lambda: replies(room))
@@ -125,11 +132,9 @@ async def test_a_long_reply_is_coalesced_for_tabs_and_database(user: User, room:
 
 
 async def test_stop_ends_the_reply_in_every_tab_and_closes_the_connection(
-        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
+        two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI) -> None:
     fake_openai.script = Script(tokens=numbered_tokens(500), delay=0.02)
-    asker, watcher = create_user(), create_user()
-    await open_room(asker)
-    await open_room(watcher)
+    asker, watcher = two_tabs
     await ask(asker, '@gpt talk a lot')
     await eventually(lambda: replies(room) and replies(room)[0].body)
     reply_id = replies(room)[0].id
@@ -182,11 +187,9 @@ async def test_a_refused_connection_fails_fast_with_a_clear_message(user: User, 
 
 
 async def test_one_pending_reply_per_person(
-        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
+        two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI) -> None:
     fake_openai.script = Script(tokens=numbered_tokens(200), delay=0.02)
-    asker, other = create_user(), create_user()
-    await open_room(asker)
-    await open_room(other)
+    asker, other = two_tabs
     await ask(asker, '@gpt first question')
     await eventually(lambda: replies(room))
     await ask(asker, '@gpt a second one')
@@ -202,10 +205,8 @@ async def test_one_pending_reply_per_person(
 
 
 async def test_the_context_names_people_and_keeps_order_and_limit(
-        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
-    ian, abhi = create_user(), create_user()
-    await open_room(ian)
-    await open_room(abhi)
+        two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI) -> None:
+    ian, abhi = two_tabs
     ian_name = room.people[next(iter(room.people))].name
     for index in range(3):
         await ask(ian, f'message {index}')
@@ -284,10 +285,8 @@ async def test_shutting_down_mid_reply_marks_it_interrupted_with_its_text(
 
 
 async def test_two_people_asking_at_once_each_get_an_answer_to_their_own_question(
-        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
-    first, second = create_user(), create_user()
-    await open_room(first)
-    await open_room(second)
+        two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI) -> None:
+    first, second = two_tabs
     await ask(first, '@gpt what is 1 + 1?')
     await ask(second, '@gpt what is the capital of France?')  # stored before the first question's reply starts
     await eventually(lambda: len(replies(room)) == 2 and not any(r.status.in_progress for r in replies(room)))
