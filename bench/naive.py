@@ -2,8 +2,9 @@
 
 The original (Convex's streaming chat) writes the whole text so far to the database on every token, and every
 client re-renders the whole message when it changes. Here that is: no coalescing at all (`ui_interval=0`,
-`db_interval=0`: one database write and one tab update per token), and a bubble whose streaming view is one
-`ui.markdown` whose content is set to the whole text on every delta, which NiceGUI then sends to every tab whole.
+`db_interval=0`: one database write and one tab update per token), and every tab's page listening to the reply's
+growth itself, with a bubble whose streaming view is one `ui.markdown` whose content is set to the whole text on
+every delta, which NiceGUI then sends to every tab whole (instead of chat/ui/stream.py's one broadcast of the new text).
 Everything else (the room, the store, the provider, the page) is the app's own code.
 
 `python -m bench.naive FLAGS` takes main.py's flags.
@@ -18,7 +19,8 @@ from nicegui import ui
 import main as chat_main
 from chat.config import Settings
 from chat.models import Message
-from chat.ui import bubble, page
+from chat.room import Person, Room
+from chat.ui import bubble, page, stream
 
 from .serve import serve
 
@@ -39,6 +41,16 @@ class NaiveBubble(bubble.Bubble):
         self.markdown.content = self.markdown.content + text  # the whole reply so far, every time
 
 
+class NaiveChatPage(page.ChatPage):
+    def __init__(self, room: Room, person: Person) -> None:
+        super().__init__(room, person)
+        room.grew.subscribe(self.on_grew)
+
+    def on_grew(self, message_id: int, _offset: int, text: str) -> None:
+        if reply := self.bubbles.get(message_id):
+            reply.append(text)
+
+
 def patch() -> None:
     parse_settings = chat_main.parse_settings
 
@@ -47,6 +59,8 @@ def patch() -> None:
 
     chat_main.parse_settings = naive_settings  # main() looks the name up at call time, in its own module
     page.Bubble = NaiveBubble  # the page builds bubbles through this name
+    page.ChatPage = NaiveChatPage  # and register_page builds pages through this one
+    stream.ReplyTextBroadcast.add_tab = lambda self, client_id: None  # type: ignore[method-assign]  # no broadcast
 
 
 if __name__ == '__main__':

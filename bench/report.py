@@ -255,7 +255,7 @@ def write(every_result: list[Result], plan: Plan, path: Path, *, command: str, m
         table(['replies', 'variant', *REPLY_HEADER], reply_rows(together, 'askers')) if together else '_Not run._',
         'Per-reply figures are the run\'s totals divided by the number of replies.',
         f'## Opening a room that holds {plan.history:,} messages',
-        table(['tab', 'page ready (s)', 'messages received', 'bytes of updates'],
+        table(['tab', 'page ready (s)', 'messages received', 'bytes of messages'],
               [[f'{"first" if index == 0 else "second"}', f'{seconds:.3f}', str(r.page_messages),
                 f'{r.page_bytes:,}'] for r in pages for index, seconds in enumerate(r.page_ready_s)])
         if pages else '_Not run._',
@@ -291,9 +291,10 @@ METHOD = '''\
   opened two at a time, each on a connection of its own, until its page is built; the askers are extra tabs,
   not among the N. The tabs' process pauses its own garbage collector while it measures, so its pauses are not
   counted as the server's.
-- **Bytes** are the socket.io `update` messages as the server wrote them, before WebSocket compression (the tabs
-  offer permessage-deflate like a browser, so the server pays for compressing), counted from the question to
-  the last update after the replies ended (the question's bubble, the reply's, its deltas and its final
+- **Bytes** are all the socket.io event messages the server sent the tab (`update`, `reply_text`,
+  `run_javascript`, ...; not engine.io's pings), as the server wrote them, before WebSocket compression (the
+  tabs offer permessage-deflate like a browser, so the server pays for compressing), counted from the question
+  to the last message after the replies ended (the question's bubble, the reply's, its new text and its final
   Markdown), divided by the reply's own UTF-8 bytes.
 - **Latency** is, for every (tab, token) pair, the token's first arrival in that tab minus its send time; a token
   that never arrived counts as infinitely late. A run is cut off after 1.5 × T/R + 20 s.

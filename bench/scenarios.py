@@ -46,7 +46,7 @@ class Result:
     finished: bool = True  # every watching tab received every token before the deadline
     note: str = ''
     reply_bytes: float = 0.0  # one reply's text, UTF-8
-    bytes_ratio_mean: float = 0.0  # update bytes a tab received during the replies / the replies' bytes
+    bytes_ratio_mean: float = 0.0  # message bytes a tab received during the replies / the replies' bytes
     bytes_ratio_max: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)  # p50 p95 p99 max over (tab, token) pairs
     missing: int = 0  # (tab, token) pairs that never arrived; they count as infinitely late
@@ -241,7 +241,7 @@ async def measure_page(run: Run, server: AppServer, session: aiohttp.ClientSessi
     assert tab.frames is not None
     page = ''.join(tab.frames)
     result.page_messages = len({page[at:page.index('"', at)] for at in _ends_of(page, MESSAGE_ID)})
-    result.page_bytes = sum(tab.update_sizes)
+    result.page_bytes = sum(tab.message_sizes)
     return result
 
 

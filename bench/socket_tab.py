@@ -10,8 +10,9 @@ What a browser does, after nicegui/static/nicegui.js and nicegui/nicegui.py:
    which lets the server drop the history it keeps for reconnects.
 4. Send UI events as 'event' messages: `{id, client_id, listener_id, args}`, each argument JSON-encoded.
 
-Like a browser, the tab offers permessage-deflate, so the server pays for compression; the sizes counted are the
-socket.io messages as the server wrote them (`42["update",{...}]`), before compression. Once the page is built,
+Like a browser, the tab offers permessage-deflate, so the server pays for compression; the sizes counted are all the
+socket.io event messages as the server wrote them (`42["update",{...}]`, `42["reply_text",{...}]`, ...), before
+compression; engine.io's pings are not counted. Once the page is built,
 frames are never parsed as JSON: sizes are counted and tokens found by plain string search, so the tabs cost far
 less CPU than the server they measure.
 """
@@ -31,7 +32,8 @@ import aiohttp
 from .fake_server import REPLY_STRIDE
 
 CLIENT_ID = re.compile(r"'client_id': '([^']+)'")  # the socket query, printed into the page as a Python dict
-UPDATE = '42["update",'  # socket.io: '4' message, '2' event, then the JSON array [name, payload]
+EVENT = '42'  # socket.io: '4' message, '2' event, then the JSON array [name, payload]
+UPDATE = '42["update",'  # the event that builds and changes the page
 TOKEN_NUMBER = re.compile(r'(?<![0-9A-Za-z])w(\d+)')
 ACK_INTERVAL = 3.0  # seconds, as nicegui.js
 
@@ -86,7 +88,7 @@ class TokenWatch:
 
 
 class SocketTab:
-    last_update_at = 0.0  # over all tabs: when any of them last received an update (to wait for quiet)
+    last_message_at = 0.0  # over all tabs: when any of them last received a message (to wait for quiet)
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, *, watch: TokenWatch | None = None,
                  keep_frames: bool = False) -> None:
@@ -99,8 +101,8 @@ class SocketTab:
         self.message_box: tuple[int, str, str] | None = None  # element id, value listener id, Enter listener id
         self.ready = asyncio.Event()  # the page is built: its message box has arrived
         self.opened_at = self.ready_at = 0.0
-        self.update_times: list[float] = []
-        self.update_sizes: list[int] = []
+        self.message_times: list[float] = []  # every socket.io event received, when and how big
+        self.message_sizes: list[int] = []
         self.next_message_id = 0
         self.acked_message_id = -1
         self.closing = False  # closed by us, as opposed to dropped by the server
@@ -155,7 +157,7 @@ class SocketTab:
             self.acked_message_id = self.next_message_id
 
     def bytes_between(self, start: float, end: float) -> int:
-        return sum(size for at, size in zip(self.update_times, self.update_sizes, strict=True) if start <= at <= end)
+        return sum(size for at, size in zip(self.message_times, self.message_sizes, strict=True) if start <= at <= end)
 
     async def _emit(self, name: str, payload: dict[str, Any]) -> None:
         assert self.ws is not None
@@ -185,21 +187,19 @@ class SocketTab:
             now = time.time()
             if data == '2':  # engine.io ping; the server drops a tab that does not answer in time
                 await self.ws.send_str('3')
-            elif data.startswith(UPDATE):
-                self._on_update(data, now)
-            elif data.startswith('42'):
-                self._note_message_id(data)
+            elif data.startswith(EVENT):
+                self._on_message(data, now)
             elif data.startswith('44'):  # socket.io connect error: the server no longer knows this client
                 self.refused = True
 
-    def _on_update(self, data: str, now: float) -> None:
-        SocketTab.last_update_at = now
+    def _on_message(self, data: str, now: float) -> None:
+        SocketTab.last_message_at = now
         self._note_message_id(data)
-        self.update_times.append(now)
-        self.update_sizes.append(len(data) if data.isascii() else len(data.encode()))
+        self.message_times.append(now)
+        self.message_sizes.append(len(data) if data.isascii() else len(data.encode()))
         if self.frames is not None:
             self.frames.append(data)
-        if self.message_box is None:
+        if self.message_box is None and data.startswith(UPDATE):
             self._find_message_box(data, now)
         if self.watch is not None:
             self.watch.scan(data, now)
@@ -250,7 +250,7 @@ async def open_tabs(session: aiohttp.ClientSession, base_url: str, count: int, *
 
 
 async def quiet(seconds: float = 0.5, timeout: float = 60.0) -> None:
-    """Wait until no tab has received an update for `seconds` (the server has sent what it had to send)."""
+    """Wait until no tab has received a message for `seconds` (the server has sent what it had to send)."""
     deadline = time.monotonic() + timeout
-    while time.time() - SocketTab.last_update_at < seconds and time.monotonic() < deadline:
+    while time.time() - SocketTab.last_message_at < seconds and time.monotonic() < deadline:
         await asyncio.sleep(0.1)

@@ -54,7 +54,7 @@ class Throttle:
     """Runs `action` at most once per `interval`, on a beat shared by every Throttle of that interval.
 
     A call waits for the next beat instead of running at once, so all replies streaming at the same time
-    publish together, and each tab's outbox sends their new text in one socket message, not one per reply.
+    publish together, and the tabs get their new text in one socket message, not one per reply.
     """
 
     def __init__(self, interval: float, action: Callable[[], Awaitable[Any] | None]) -> None:
@@ -180,10 +180,11 @@ class ReplyStream:
         self.room.changed.emit(self.message)
 
     def _send_new_text(self) -> None:
-        new_text = self.text[len(self.message.body):]
+        offset = len(self.message.body)
+        new_text = self.text[offset:]
         if new_text:
             self.message.body = self.text
-            self.room.grew.emit(self.id, new_text)
+            self.room.grew.emit(self.id, offset, new_text)
 
     async def _save_text(self) -> None:
         await self.room.store.save(self.id, body=self.text, status=Status.STREAMING)

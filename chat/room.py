@@ -90,7 +90,7 @@ class Room:
         self.is_open = False
         self.ready = asyncio.Event()  # set once the recent messages are loaded; pages wait for it
         self.added = Event[Message]()  # a new message: a person's, or a bot reply that starts thinking
-        self.grew = Event[int, str]()  # a reply's id and its new text since the last event
+        self.grew = Event[int, int, str]()  # a reply's id, where its new text starts, and that text
         self.changed = Event[Message]()  # a reply changed status (streaming, done, stopped, error, ...)
         self.presence_changed = Event[Person]()  # someone arrived, left (no longer in `people`) or was renamed
         self.bot = Bot(self, provider, settings)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from nicegui import app
+from nicegui import ElementFilter, app, core, ui
 from nicegui.testing import User
 
 from chat.room import Room
+from chat.ui.stream import EVENT_NAME, StreamingText
 
 from .fake_openai import FakeOpenAI
 
@@ -84,3 +88,47 @@ def texts_of(user: User, marker: str) -> list[str]:
     """The text content of every element carrying `marker` on this tab."""
     with user:
         return [getattr(element, 'text', '') for element in user.find(marker=marker).elements]
+
+
+class SentReplyText:
+    """Every `reply_text` broadcast (see chat/ui/stream.py): whom it went to, and what it held.
+
+    A simulated tab runs no JavaScript, so this reads a tab the way streaming_text.js would show it: the text its
+    element was made with, then each piece sent to that tab, from the piece's offset on.
+    """
+
+    def __init__(self) -> None:
+        self.broadcasts: list[tuple[list[str], dict[int, list]]] = []
+
+    def shown(self, user: User, message_id: int) -> str:
+        """What this tab shows of the reply: its finished Markdown as text, or the streamed text so far."""
+        with user:
+            (bubble,) = ElementFilter(marker=f'message-{message_id}')
+            rendered = [element for element in bubble.descendants() if isinstance(element, ui.html)]
+            if rendered:
+                return html.unescape(re.sub(r'<[^>]+>', '', rendered[0].content)).strip()
+            streaming = [element for element in bubble.descendants() if isinstance(element, StreamingText)]
+            if not streaming:
+                return ''
+            text = streaming[0].props['text']
+            for recipients, pieces in self.broadcasts:
+                if user.client.id not in recipients or message_id not in pieces:
+                    continue
+                offset, new_text = pieces[message_id]
+                if offset > len(text):
+                    break  # a gap: the tab would ask for the text so far, and show nothing new until then
+                text += new_text[len(text) - offset:]
+            return text.strip()
+
+
+@pytest.fixture
+def sent_reply_text(monkeypatch: pytest.MonkeyPatch) -> SentReplyText:
+    record = SentReplyText()
+    original_emit = core.sio.emit
+
+    async def recording_emit(event: str, data: Any = None, **kwargs: Any) -> None:
+        if event == EVENT_NAME:
+            record.broadcasts.append((list(kwargs['room']), data))
+        await original_emit(event, data, **kwargs)
+    monkeypatch.setattr(core.sio, 'emit', recording_emit)
+    return record

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import html
-import re
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -14,26 +12,14 @@ from nicegui.testing import User
 
 from chat.models import Kind, Message, Status
 from chat.room import Room
-from chat.ui.bubble import TextPiece
 
-from .conftest import eventually, open_room
+from .conftest import SentReplyText, eventually, open_room
 from .fake_openai import FakeOpenAI, Script, numbered_tokens
 
 
 @pytest.fixture
 def app_args(openai_args: list[str]) -> list[str]:
     return openai_args
-
-
-def reply_shown(user: User, message_id: int) -> str:
-    """The reply's text as this tab shows it (its rendered Markdown once finished, else its streamed pieces),
-    without the white space at its ends, which Markdown does not keep."""
-    with user:
-        (bubble,) = ElementFilter(marker=f'message-{message_id}')
-        rendered = [element for element in bubble.descendants() if isinstance(element, ui.html)]
-        if rendered:
-            return html.unescape(re.sub(r'<[^>]+>', '', rendered[0].content)).strip()
-        return ''.join(element.text for element in bubble.descendants() if isinstance(element, TextPiece)).strip()
 
 
 def status_shown(user: User, message_id: int) -> str:
@@ -68,7 +54,8 @@ async def finished_reply(room: Room, timeout: float = 10) -> Message:
 
 
 async def test_a_reply_streams_into_two_tabs_and_ends_the_same_everywhere(
-        two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI) -> None:
+        two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI,
+        sent_reply_text: SentReplyText) -> None:
     fake_openai.script = Script(tokens=numbered_tokens(60), delay=0.01)
     asker, watcher = two_tabs
     await ask(asker, '@gpt count for us')
@@ -78,7 +65,7 @@ async def test_a_reply_streams_into_two_tabs_and_ends_the_same_everywhere(
     assert reply_id is not None
     lengths_seen = set()
     while replies(room)[0].status.in_progress:
-        lengths_seen.add(len(reply_shown(watcher, reply_id)))
+        lengths_seen.add(len(sent_reply_text.shown(watcher, reply_id)))
         await asyncio.sleep(0.02)
     assert len(lengths_seen) > 2, 'the watcher should see the text grow, not appear at once'
 
@@ -86,7 +73,7 @@ async def test_a_reply_streams_into_two_tabs_and_ends_the_same_everywhere(
     reply = await finished_reply(room)
     assert reply.status == Status.DONE
     for tab in (asker, watcher):
-        await eventually(lambda tab=tab: reply_shown(tab, reply_id) == expected.strip())
+        await eventually(lambda tab=tab: sent_reply_text.shown(tab, reply_id) == expected.strip())
     stored = await room.store.get(reply_id)
     assert stored is not None
     assert (stored.body, stored.status, stored.completion_tokens) == (expected, Status.DONE, 60)
@@ -95,7 +82,8 @@ async def test_a_reply_streams_into_two_tabs_and_ends_the_same_everywhere(
 
 
 async def test_a_tab_opened_mid_reply_gets_the_text_so_far_then_the_rest(
-        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI) -> None:
+        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI,
+        sent_reply_text: SentReplyText) -> None:
     fake_openai.script = Script(tokens=numbered_tokens(80), delay=0.02)
     asker = create_user()
     await open_room(asker)
@@ -106,19 +94,19 @@ async def test_a_tab_opened_mid_reply_gets_the_text_so_far_then_the_rest(
 
     latecomer = create_user()
     await open_room(latecomer)
-    first_seen = reply_shown(latecomer, reply_id)
+    first_seen = sent_reply_text.shown(latecomer, reply_id)
     assert first_seen and replies(room)[0].status == Status.STREAMING
     assert ''.join(numbered_tokens(80)).strip().startswith(first_seen)
 
     await finished_reply(room)
-    await eventually(lambda: reply_shown(latecomer, reply_id) == ''.join(numbered_tokens(80)).strip())
+    await eventually(lambda: sent_reply_text.shown(latecomer, reply_id) == ''.join(numbered_tokens(80)).strip())
 
 
 async def test_a_long_reply_is_coalesced_for_tabs_and_database(user: User, room: Room, fake_openai: FakeOpenAI) -> None:
     fake_openai.script = Script(tokens=numbered_tokens(1000), delay=0.002)
     await open_room(user)
     tab_updates: list[str] = []
-    room.grew.subscribe(lambda _id, text: tab_updates.append(text))
+    room.grew.subscribe(lambda _id, _offset, text: tab_updates.append(text))
     commits_before = room.store.commits
     await ask(user, '@gpt a long one')
     reply = await finished_reply(room, timeout=30)
@@ -132,7 +120,8 @@ async def test_a_long_reply_is_coalesced_for_tabs_and_database(user: User, room:
 
 
 async def test_stop_ends_the_reply_in_every_tab_and_closes_the_connection(
-        two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI) -> None:
+        two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI,
+        sent_reply_text: SentReplyText) -> None:
     fake_openai.script = Script(tokens=numbered_tokens(500), delay=0.02)
     asker, watcher = two_tabs
     await ask(asker, '@gpt talk a lot')
@@ -148,7 +137,7 @@ async def test_stop_ends_the_reply_in_every_tab_and_closes_the_connection(
     stored = await room.store.get(reply_id)
     assert stored is not None and (stored.status, stored.body) == (Status.STOPPED, reply.body)
     for tab in (asker, watcher):
-        await eventually(lambda tab=tab: reply_shown(tab, reply_id) == reply.body.strip())
+        await eventually(lambda tab=tab: sent_reply_text.shown(tab, reply_id) == reply.body.strip())
         assert 'Stopped' in status_shown(tab, reply_id)
 
 

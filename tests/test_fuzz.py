@@ -89,7 +89,8 @@ def test_any_model_chunks_are_stored_and_sent_exactly(loop: asyncio.AbstractEven
     room.bot.provider.chunks = chunks  # type: ignore[attr-defined]
     sent_to_tabs: list[str] = []
 
-    def on_grew(_id: int, text: str) -> None:
+    def on_grew(_id: int, offset: int, text: str) -> None:
+        assert offset == len(''.join(sent_to_tabs)), 'each piece starts where the text sent so far ends'
         sent_to_tabs.append(text)
 
     async def ask() -> Message | None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from nicegui import ElementFilter, ui
+from nicegui import ElementFilter, app, ui
 from nicegui.testing import User
 
 from chat.models import Message
@@ -159,16 +159,19 @@ async def test_who_is_here_follows_tabs_opening_and_closing(create_user: Callabl
 
 
 async def test_subscriptions_are_released_when_200_tabs_close(create_user: Callable[[], User], room: Room) -> None:
-    events = [room.added, room.grew, room.changed, room.presence_changed]
+    events = [room.added, room.changed, room.presence_changed]  # each tab listens to these
     before = [len(event.callbacks) for event in events]
+    broadcast = app.state.reply_text_broadcast  # growing replies go to every tab at once, not through `room.grew`
     tabs = [create_user() for _ in range(200)]
     for tab in tabs:
         await open_room(tab)
     assert [len(event.callbacks) for event in events] == [count + 200 for count in before]
+    assert len(broadcast.client_ids) == 200
     for tab in tabs:
         assert tab.client is not None
         tab.client.delete()
     assert [len(event.callbacks) for event in events] == before
+    assert broadcast.client_ids == set()
     assert room.people == {}
 
 

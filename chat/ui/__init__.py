@@ -13,6 +13,7 @@ from ..seed import play_script
 from ..store import Store
 from .page import register_page
 from .security import ContentSecurityPolicy
+from .stream import ReplyTextBroadcast
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ def build_app(settings: Settings) -> Room:
 
     app.add_middleware(ContentSecurityPolicy)
     app.state.room = room  # FastAPI's place for app-wide objects; the tests reach the room through it
+    app.state.reply_text_broadcast = broadcast = ReplyTextBroadcast(room)
     app.on_startup(start)
     app.on_shutdown(room.close)
-    register_page(room)
+    register_page(room, broadcast)
     return room

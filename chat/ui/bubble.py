@@ -1,4 +1,4 @@
-"""One message as one tab shows it. A reply in progress grows by small appended pieces of text;
+"""One message as one tab shows it. A reply in progress is plain text that grows in the browser (see stream.py);
 when it ends it is rendered once, as Markdown."""
 
 from __future__ import annotations
@@ -7,26 +7,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from nicegui import ui
-from nicegui.elements.mixins.text_element import TextElement
 
 from ..markdown import render_markdown
 from ..models import Kind, Message, Status
 from ..room import avatar_color, initials
-
-PIECES_PER_GROUP = 16  # pieces sit in small groups, so adding one re-sends a short list of ids, not all of them
+from .stream import StreamingText
 
 STATUS_NOTES = {
     Status.STOPPED: ('stop_circle', 'Stopped', 'text-grey-7'),
     Status.ERROR: ('error', '', 'text-negative'),
     Status.INTERRUPTED: ('link_off', 'Interrupted', 'text-warning'),
 }
-
-
-class TextPiece(TextElement):
-    """A bare <span> of text: the cheapest element NiceGUI can send for a delta."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(tag='span', text=text)
 
 
 def person_avatar(name: str, person_id: str, size: str = 'md') -> ui.label:
@@ -55,8 +46,8 @@ class Bubble:
     def __init__(self, message: Message, *, mine: bool, on_stop: Callable[[int], None]) -> None:
         self.message_id = message.id
         self.on_stop = on_stop
+        self.message = message  # the room's own object: a reply in progress holds its text so far
         self.is_reply = message.kind == Kind.BOT
-        self.pieces_in_group = PIECES_PER_GROUP
         self.live_controls: ui.row | None = None
         # A person's message is plain text, and Quasar's own text part is the cheapest way to show it.
         text = None if self.is_reply else message.body
@@ -86,27 +77,18 @@ class Bubble:
 
     def show(self, message: Message) -> None:
         """Draw a reply in its current state: the text so far as plain text while it runs, else Markdown."""
+        self.message = message
         self.body.clear()
-        if message.status.in_progress:
-            self.body.classes('whitespace-pre-wrap break-words')
-            self.pieces_in_group = PIECES_PER_GROUP
-            if message.body:
-                self.append(message.body)
-        else:
-            self.body.classes(remove='whitespace-pre-wrap')
-            with self.body:
+        with self.body:
+            if message.status.in_progress:
+                self.body.classes('whitespace-pre-wrap break-words')
+                assert message.id is not None
+                StreamingText(message.id, message.body, text_so_far=lambda: self.message.body)
+            else:
+                self.body.classes(remove='whitespace-pre-wrap')
                 if message.body:
                     ui.html(render_markdown(message.body), sanitize=True).classes('nicegui-markdown w-full')
         self._show_status(message)
-
-    def append(self, text: str) -> None:
-        if self.pieces_in_group >= PIECES_PER_GROUP:
-            with self.body:
-                self.group = ui.element('span')
-            self.pieces_in_group = 0
-        with self.group:
-            TextPiece(text)
-        self.pieces_in_group += 1
 
     def _show_status(self, message: Message) -> None:
         self.element.props(f'data-status={message.status}')  # for browser tests and anyone styling the page

@@ -12,6 +12,7 @@ from ..models import Message
 from ..providers import DemoProvider
 from ..room import MessageRefused, Person, Room, initials
 from .bubble import Bubble, person_avatar
+from .stream import ReplyTextBroadcast
 
 # The list is a column-reverse flex box: the browser itself keeps it pinned to the bottom while the
 # reader is there, and leaves it alone once they scroll up, with no message from the server.
@@ -101,7 +102,6 @@ class ChatPage:
         self.loading_older = False
 
         room.added.subscribe(self.on_added)
-        room.grew.subscribe(self.on_grew)
         room.changed.subscribe(self.on_changed)
         room.presence_changed.subscribe(self.on_presence_changed)
 
@@ -118,10 +118,6 @@ class ChatPage:
             self.add(message)
         if not self.at_bottom:
             self.new_messages_chip.set_visibility(True)
-
-    def on_grew(self, message_id: int, text: str) -> None:
-        if bubble := self.bubbles.get(message_id):
-            bubble.append(text)
 
     def on_changed(self, message: Message) -> None:
         if message.id is not None and (bubble := self.bubbles.get(message.id)):
@@ -212,7 +208,7 @@ class ChatPage:
         dialog.open()
 
 
-def register_page(room: Room) -> None:
+def register_page(room: Room, broadcast: ReplyTextBroadcast) -> None:
     ui.add_css(code_highlight_css() + MESSAGE_TEXT_CSS, shared=True)
 
     @ui.page('/', title='Streaming chat')
@@ -225,3 +221,5 @@ def register_page(room: Room) -> None:
         person = room.join(identity['id'], identity['name'], client.id)
         client.on_delete(lambda: room.leave(person.id, client.id))
         ChatPage(room, person)
+        broadcast.add_tab(client.id)  # growing replies reach this tab from now on
+        client.on_delete(lambda: broadcast.remove_tab(client.id))
