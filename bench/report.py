@@ -291,7 +291,7 @@ METHOD = '''\
   opened two at a time, each on a connection of its own, until its page is built; the askers are extra tabs,
   not among the N. The tabs' process pauses its own garbage collector while it measures, so its pauses are not
   counted as the server's.
-- **Bytes** are all the socket.io event messages the server sent the tab (`update`, `reply_text`,
+- **Bytes** are all the socket.io event messages the server sent the tab (`update`, `grew`,
   `run_javascript`, ...; not engine.io's pings), as the server wrote them, before WebSocket compression (the
   tabs offer permessage-deflate like a browser, so the server pays for compressing), counted from the question
   to the last message after the replies ended (the question's bubble, the reply's, its new text and its final

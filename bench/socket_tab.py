@@ -11,7 +11,7 @@ What a browser does, after nicegui/static/nicegui.js and nicegui/nicegui.py:
 4. Send UI events as 'event' messages: `{id, client_id, listener_id, args}`, each argument JSON-encoded.
 
 Like a browser, the tab offers permessage-deflate, so the server pays for compression; the sizes counted are all the
-socket.io event messages as the server wrote them (`42["update",{...}]`, `42["reply_text",{...}]`, ...), before
+socket.io event messages as the server wrote them (`42["update",{...}]`, `42["grew",{...}]`, ...), before
 compression; engine.io's pings are not counted. Once the page is built,
 frames are never parsed as JSON: sizes are counted and tokens found by plain string search, so the tabs cost far
 less CPU than the server they measure.

@@ -91,7 +91,7 @@ def texts_of(user: User, marker: str) -> list[str]:
 
 
 class SentReplyText:
-    """Every `reply_text` broadcast (see chat/ui/stream.py): whom it went to, and what it held.
+    """Every `grew` broadcast (see chat/ui/stream.py): whom it went to, and what it held.
 
     A simulated tab runs no JavaScript, so this reads a tab the way streaming_text.js would show it: the text its
     element was made with, then each piece sent to that tab, from the piece's offset on.

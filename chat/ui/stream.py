@@ -2,7 +2,7 @@
 
 The straightforward NiceGUI way to grow a text is to add an element (or update a prop) in every tab's page, which
 costs a Python object, a diff and a JSON encoding per tab per piece of text. Here the room's `grew` events of one beat
-are gathered into a single `reply_text` message ({reply id: [offset, new text]}), encoded once and handed to every
+are gathered into a single `grew` message ({reply id: [offset, new text]}), encoded once and handed to every
 tab's socket by socket.io; `streaming_text.js` in each tab appends its part.
 
 What a tab would miss this way is healed, not lost: each piece carries its offset, so a tab that missed one (its
@@ -23,7 +23,7 @@ from ..room import Room
 
 log = logging.getLogger(__name__)
 
-EVENT_NAME = 'reply_text'  # the socket message streaming_text.js listens for
+EVENT_NAME = 'grew'  # the socket message streaming_text.js listens for; short, as it goes out 20 times a second
 
 
 class StreamingText(Element, component='streaming_text.js'):

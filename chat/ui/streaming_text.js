@@ -1,7 +1,7 @@
 // The text of a reply while it is being written, in one tab.
 //
 // The server does not send this tab an element per new piece of text. Once per beat it broadcasts ONE socket
-// message to every tab, `reply_text`, holding each growing reply's new text and where it starts:
+// message to every tab, `grew`, holding each growing reply's new text and where it starts:
 //   {"12": [340, " the next few words"], "15": [80, "..."]}
 // This component appends its own part to the page. Offsets count characters (code points, as Python does),
 // so a piece that was missed (a dropped connection) is noticed, and the tab asks for the text so far again.
@@ -25,9 +25,10 @@ function receive(pieces) {
 
 function listen() {
   if (listening || !window.socket) return;
-  window.socket.on("reply_text", receive);
+  window.socket.on("grew", receive);
   listening = true;
 }
+listen(); // this module is first imported once the page's socket exists: start listening before any reply mounts
 
 export default {
   template: `<span></span>`,
