@@ -167,6 +167,14 @@ class AppServer:
         async with self._session.get(f'{self.url}/_bench/stats') as response:
             return await response.json()
 
+    async def collect_garbage(self) -> dict[str, Any]:
+        """A full garbage collection in the app, so its memory is read without garbage that is merely pending;
+        returns what is alive (see bench/serve.py)."""
+        assert self._session is not None
+        async with self._session.post(f'{self.url}/_bench/collect') as response:
+            response.raise_for_status()
+            return await response.json()
+
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
 

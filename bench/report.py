@@ -79,7 +79,8 @@ def reply_rows(results: list[Result], key: str) -> list[list[str]]:
     for result in sorted(results, key=lambda r: (getattr(r.run, key), r.run.variant != 'ours')):
         run = result.run
         rows.append([str(getattr(run, key)), run.variant, latency(result),
-                     f'{result.bytes_ratio_mean:.2f} / {result.bytes_ratio_max:.2f}', number(result.server_cpu_s, 2),
+                     f'{result.bytes_ratio_mean:.2f} / {result.bytes_ratio_max:.2f} / {result.wire_ratio:.2f}',
+                     number(result.server_cpu_s, 2),
                      f'{result.commits:.0f} ({number(result.commits_per_s)}/s)',
                      f'{result.rss_kib_per_tab:,.0f} / {result.join_cpu_ms:.0f}',
                      f'{result.app_stream_s:.1f} / {result.stream_s:.1f}', str(result.drops),
@@ -88,7 +89,7 @@ def reply_rows(results: list[Result], key: str) -> list[list[str]]:
     return rows
 
 
-REPLY_HEADER = ['latency p50 / p95 / p99 / max (ms)', 'bytes per tab ÷ reply bytes, mean / max',
+REPLY_HEADER = ['latency p50 / p95 / p99 / max (ms)', 'bytes per tab ÷ reply bytes, mean / max / on the wire',
                 'server CPU s per reply', 'DB commits per reply (per s of streaming)',
                 'per tab opened: server RSS KiB / CPU ms',
                 'streaming s: app / fake server', 'dropped sockets', 'server GC pauses ≥ 20 ms: count / longest ms',
@@ -191,6 +192,9 @@ def targets(results: list[Result], plan: Plan) -> str:
 
     add(f'bytes to each tab ≤ 3× the reply (N={at})', f'{ours.bytes_ratio_mean:.2f}×' if ours else 'not run',
         f'{naive.bytes_ratio_mean:,.0f}×' if naive else 'not run', ours.bytes_ratio_mean <= 3 if ours else None)
+    add(f'the same, on the wire (one tab, permessage-deflate; N={at})',
+        f'{ours.wire_ratio:.2f}×' if ours else 'not run', f'{naive.wire_ratio:,.1f}×' if naive else 'not run',
+        ours.wire_ratio <= 3 if ours else None)
     add(f'bytes ratio no worse at T={max(plan.sizes)} than at T={min(plan.sizes)} (N={plan.size_tabs})',
         growth(small, large), growth(naive_small, naive_large),
         large.bytes_ratio_mean <= small.bytes_ratio_mean if small and large else None)
@@ -295,7 +299,9 @@ METHOD = '''\
   `run_javascript`, ...; not engine.io's pings), as the server wrote them, before WebSocket compression (the
   tabs offer permessage-deflate like a browser, so the server pays for compressing), counted from the question
   to the last message after the replies ended (the question's bubble, the reply's, its new text and its final
-  Markdown), divided by the reply's own UTF-8 bytes.
+  Markdown), divided by the reply's own UTF-8 bytes. *On the wire* is what one tab's share of those messages
+  takes once deflated as the server does it (`deflated_size` in bench/socket_tab.py: wsproto's permessage-deflate,
+  one compressor per connection, a sync flush per message), since browsers and these tabs negotiate it.
 - **Latency** is, for every (tab, token) pair, the token's first arrival in that tab minus its send time; a token
   that never arrived counts as infinitely late. A run is cut off after 1.5 × T/R + 20 s.
 - **Server CPU** is user + system time of the app process (all threads) from /proc, from the question to the

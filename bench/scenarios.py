@@ -18,7 +18,7 @@ import aiohttp
 
 from .fake_server import REPLY_STRIDE
 from .processes import AppServer, FakeServer, cpu_seconds, machine_busy_seconds, record_profile
-from .socket_tab import SocketTab, acknowledge_forever, open_tabs, quiet
+from .socket_tab import SocketTab, acknowledge_forever, deflated_size, open_tabs, quiet
 
 MESSAGE_ID = '"data-message-id":"'
 
@@ -48,6 +48,7 @@ class Result:
     reply_bytes: float = 0.0  # one reply's text, UTF-8
     bytes_ratio_mean: float = 0.0  # message bytes a tab received during the replies / the replies' bytes
     bytes_ratio_max: float = 0.0
+    wire_ratio: float = 0.0  # the same for one tab, its messages deflated as the server sends them (permessage-deflate)
     latency_ms: dict[str, float] = field(default_factory=dict)  # p50 p95 p99 max over (tab, token) pairs
     missing: int = 0  # (tab, token) pairs that never arrived; they count as infinitely late
     server_cpu_s: float = 0.0  # per reply
@@ -140,6 +141,7 @@ async def measure_replies(run: Run, server: AppServer, session: aiohttp.ClientSe
         result.rss_kib_per_tab = (server.rss_kib() - rss_before) / run.tabs
         drops_before = sum(tab.drops for tab in tabs)
         await fake.take()  # forget anything sent before, and number this run's replies from 0
+        watchers[0].frames = []  # one tab keeps what it receives from now on, to be compressed afterwards
 
         expected_s = run.tokens / run.rate
         deadline = time.monotonic() + (deadline_s or 2 * expected_s + 30)
@@ -206,6 +208,8 @@ def score(result: Result, watchers: list[SocketTab], sent: list[tuple[float, str
     ratios = [tab.bytes_between(start, end) / total_reply_bytes for tab in watchers]
     result.bytes_ratio_mean = sum(ratios) / len(ratios)
     result.bytes_ratio_max = max(ratios)
+    if watchers[0].frames is not None:
+        result.wire_ratio = deflated_size(watchers[0].frames) / total_reply_bytes
     result.stream_s = sum(last[reply] - first[reply] for reply in first) / max(1, len(first))
 
     latencies: list[float] = []

@@ -1,19 +1,24 @@
 """The app as the benchmark runs it: `python -m bench.serve FLAGS` is `python main.py FLAGS` plus one route.
 
 The app runs in its own process, so the benchmark can't read the Store's `commits` counter directly. This entry
-point adds a read-only `GET /_bench/stats` (the counter, the replies in progress, whether the room is open, and
-the garbage collector's longer pauses) and then runs main.py's own `main()`, unchanged. bench/naive.py builds
-on it.
+point adds a read-only `GET /_bench/stats` (the counter, the replies in progress, whether the room is open, the
+garbage collector's longer pauses, the errors logged, and what is still held: clients, subscribers, tabs, people,
+tasks), `POST /_bench/collect` (a full garbage collection, before memory is read), and then runs main.py's own
+`main()`, unchanged. bench/naive.py builds on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
+import sys
 import time
-from collections import deque
+import tracemalloc
+from collections import Counter, deque
 from typing import Any
 
-from nicegui import app
+from nicegui import Client, app
 
 import main as chat_main  # the repository's main.py: the benchmark runs from the repository's root
 
@@ -34,20 +39,68 @@ class PauseLog:
             self.pauses.append((time.time(), milliseconds))
 
 
-def add_stats_route(pause_log: PauseLog) -> None:
+class ErrorLog(logging.Handler):
+    """Keeps every record logged at ERROR or above, by any logger: the soak test requires there are none."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: deque[str] = deque(maxlen=100)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        self.messages.append(f'{record.name}: {record.getMessage()}'[:500])
+
+
+def add_stats_route(pause_log: PauseLog, error_log: ErrorLog) -> None:
     @app.get('/_bench/stats', include_in_schema=False)
-    def stats() -> dict[str, Any]:
+    async def stats() -> dict[str, Any]:  # async: it runs on the event loop, where the tasks are
         room = getattr(app.state, 'room', None)  # set by build_app(), which main() calls
         if room is None:
             return {'ready': False}
         return {'ready': room.ready.is_set(), 'commits': room.store.commits, 'replies': len(room.bot.replies),
-                'gc_pauses': list(pause_log.pauses)}
+                'gc_pauses': list(pause_log.pauses),
+                'errors': error_log.count, 'error_messages': list(error_log.messages),
+                'held': {
+                    'clients': len(Client.instances),
+                    'subscribers': sum(len(event.callbacks) for event in
+                                       (room.added, room.changed, room.presence_changed)),
+                    'broadcast_tabs': len(app.state.reply_text_broadcast.client_ids),
+                    'people': len(room.people),
+                    'pending_replies': len(room.bot.replies) + len(room.bot.claimed),
+                    'tasks': len(asyncio.all_tasks()),
+                }, 'tasks': sorted(getattr(task.get_coro(), '__qualname__', task.get_name())
+                                   for task in asyncio.all_tasks())}
+
+    snapshots: list[tracemalloc.Snapshot] = []
+
+    @app.post('/_bench/collect', include_in_schema=False)
+    def collect() -> dict[str, Any]:
+        """A full collection; then what is alive: the memory blocks Python's allocator has handed out and not had
+        back (unlike the resident set, this does not include freed memory the allocator keeps), and the kinds of
+        objects, to see what a leak is made of."""
+        collected = gc.collect()
+        kinds = Counter(type(thing).__qualname__ for thing in gc.get_objects())
+        growth: list[str] = []
+        if tracemalloc.is_tracing():  # PYTHONTRACEMALLOC=1: where memory grew since the last collection
+            snapshot = tracemalloc.take_snapshot()
+            if snapshots:
+                growth = [str(stat) for stat in snapshot.compare_to(snapshots[-1], 'lineno')[:15]]
+            snapshots[:] = [snapshot]
+            growth.insert(0, f'traced now: {tracemalloc.get_traced_memory()[0]:,} bytes')
+        return {'collected': collected, 'objects': {kind: count for kind, count in kinds.items() if count >= 10},
+                'allocated_blocks': sys.getallocatedblocks(), 'growth': growth}
 
 
 def serve(argv: list[str] | None = None) -> None:
     pause_log = PauseLog()
     gc.callbacks.append(pause_log)
-    add_stats_route(pause_log)
+    error_log = ErrorLog()
+    logging.getLogger().addHandler(error_log)
+    # uvicorn's own loggers do not pass records up to the root, and its logging set-up (in ui.run) replaces their
+    # handlers, so this one is added once the server runs.
+    app.on_startup(lambda: logging.getLogger('uvicorn').addHandler(error_log))
+    add_stats_route(pause_log, error_log)
     chat_main.main(argv)
 
 
