@@ -225,9 +225,10 @@ def write(every_result: list[Result], plan: Plan, path: Path, *, command: str, m
     old = path.read_text() if path.exists() else ''
     findings = match.group(0) if (match := FINDINGS.search(old)) else EMPTY_FINDINGS
     sweep = [r for r in results if r.run.askers == 1 and r.run.tokens == plan.tokens and not r.run.history
-             and r.run.tabs in plan.tabs]
+             and r.run.tabs in plan.tabs and not r.run.browsers]
     sizes = [r for r in results if r.run.askers == 1 and r.run.tabs == plan.size_tabs and not r.run.history
-             and r.run.tokens in plan.sizes]
+             and r.run.tokens in plan.sizes and not r.run.browsers]
+    confirmed = [r for r in results if r.run.browsers]
     together = [r for r in results if r.run.askers > 1]
     pages = [r for r in results if r.run.history]
     profiles = [r for r in every_result if r.run.profile and r.profile]
@@ -263,6 +264,15 @@ def write(every_result: list[Result], plan: Plan, path: Path, *, command: str, m
               [[f'{"first" if index == 0 else "second"}', f'{seconds:.3f}', str(r.page_messages),
                 f'{r.page_bytes:,}'] for r in pages for index, seconds in enumerate(r.page_ready_s)])
         if pages else '_Not run._',
+        f'## Confirmed in Chromium ({plan.browsers} real tabs beside {plan.browser_tabs} simulated ones, '
+        f'T={plan.browser_tokens})',
+        'Each Chromium tab times a token when it enters the page\'s DOM (a MutationObserver; `bench/browser_tabs.py`), '
+        'so this includes the browser\'s own work: parsing the socket message, Vue, the DOM.',
+        table(['variant', 'simulated tabs: latency p50 / p95 / p99 / max (ms)',
+               'Chromium tabs: latency p50 / p95 / p99 / max (ms)'],
+              [[r.run.variant, latency(r), ' / '.join(ms(r.browser_latency_ms[name]) for name in
+                                                      ('p50', 'p95', 'p99', 'max'))] for r in confirmed])
+        if confirmed else '_Not run._',
     ]
     if profiles:
         parts.append('## Where the server\'s time goes (py-spy, during one reply)')

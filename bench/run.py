@@ -7,7 +7,8 @@
     python -m bench.run --from-json results.json        # write docs/benchmarks.md again from kept figures
 
 Scenarios: `latency` (a sweep over N tabs watching one reply), `size` (replies of T tokens), `concurrent` (several
-people asking at once) and `history` (opening a room that already holds many messages).
+people asking at once), `history` (opening a room that already holds many messages) and `browsers` (a few real
+Chromium tabs beside the simulated ones, timing each token's arrival in the page's DOM).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import report
+from .browser_tabs import available as browser_tabs_available
 from .processes import ROOT, FakeServer, wait_for_calm
 from .scenarios import Result, Run, measure
 
@@ -39,9 +41,12 @@ class Plan:
     concurrent: int = 10  # people asking at once
     concurrent_tabs: int = 100
     history: int = 10_000
+    browsers: int = 3  # real Chromium tabs in the `browsers` scenario, beside `browser_tabs` simulated ones
+    browser_tabs: int = 20
+    browser_tokens: int = 1000
     p99_limit_ms: float = 250.0  # the latency sweep stops past the comparison point once p99 exceeds this
     variants: tuple[str, ...] = ('ours', 'naive')
-    scenarios: tuple[str, ...] = ('latency', 'size', 'concurrent', 'history')
+    scenarios: tuple[str, ...] = ('latency', 'size', 'concurrent', 'history', 'browsers')
     profile: bool = False
     patience: float = 1.5  # a run is cut off after patience × its nominal streaming time + 20 s
     calm_wait: float = 30.0  # before each run, wait up to this long for other processes to use < 0.3 cores
@@ -49,7 +54,7 @@ class Plan:
 
 FULL = Plan()
 QUICK = Plan(tokens=400, tabs=(10, 50), compare_at=50, sizes=(100, 400, 1600), naive_max_tokens=400,
-             concurrent=5, concurrent_tabs=30, calm_wait=10.0)
+             concurrent=5, concurrent_tabs=30, calm_wait=10.0, browser_tokens=400)
 
 
 def numbers(text: str) -> tuple[int, ...]:
@@ -101,6 +106,9 @@ def show(result: Result) -> None:
                 f'bytes×{result.bytes_ratio_mean:.2f}, CPU {result.server_cpu_s:.2f} s, '
                 f'{result.commits:.0f} commits, {result.rss_kib_per_tab:.0f} KiB/tab, drops {result.drops}'
                 + ('' if result.finished else f' — {result.note}'))
+        if result.browser_latency_ms:
+            line += (f'; Chromium p50/p99 {report.ms(result.browser_latency_ms["p50"])}/'
+                     f'{report.ms(result.browser_latency_ms["p99"])} ms')
     print(f'{run.label:<48} {line}', flush=True)
 
 
@@ -134,6 +142,12 @@ async def run_plan(plan: Plan, workdir: Path) -> list[Result]:
                 await one(Run(variant, plan.concurrent_tabs, plan.tokens, plan.rate, askers=plan.concurrent))
         if 'history' in plan.scenarios:
             await one(Run('ours', tabs=1, history=plan.history))
+        if 'browsers' in plan.scenarios:
+            if browser_tabs_available():
+                for variant in plan.variants:
+                    await one(Run(variant, plan.browser_tabs, plan.browser_tokens, plan.rate, browsers=plan.browsers))
+            else:
+                print('browsers: skipped, no Chromium at /usr/bin/chromium or no playwright package', flush=True)
         if plan.profile:
             for variant in plan.variants:
                 profiled = await measure(Run(variant, plan.compare_at, plan.tokens, plan.rate, profile=True), fake,

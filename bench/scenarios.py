@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from .browser_tabs import browser_tabs
 from .fake_server import REPLY_STRIDE
 from .processes import AppServer, FakeServer, cpu_seconds, machine_busy_seconds, record_profile
 from .socket_tab import SocketTab, acknowledge_forever, deflated_size, open_tabs, quiet
@@ -32,12 +33,14 @@ class Run:
     askers: int = 1  # replies at once: each asker is another person with one question
     history: int = 0  # messages stored before the app starts; such a run times opening the page, with no reply
     profile: bool = False  # sample the server's stacks with py-spy during the reply
+    browsers: int = 0  # real Chromium tabs watching beside the N simulated ones (bench/browser_tabs.py)
 
     @property
     def label(self) -> str:
         if self.history:
             return f'{self.variant} history={self.history}'
-        return f'{self.variant} N={self.tabs} T={self.tokens} R={self.rate:g}/s replies={self.askers}'
+        browsers = f' +{self.browsers} Chromium' if self.browsers else ''
+        return f'{self.variant} N={self.tabs}{browsers} T={self.tokens} R={self.rate:g}/s replies={self.askers}'
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Result:
     bytes_ratio_max: float = 0.0
     wire_ratio: float = 0.0  # the same for one tab, its messages deflated as the server sends them (permessage-deflate)
     latency_ms: dict[str, float] = field(default_factory=dict)  # p50 p95 p99 max over (tab, token) pairs
+    browser_latency_ms: dict[str, float] = field(default_factory=dict)  # the same in the Chromium tabs, if any
     missing: int = 0  # (tab, token) pairs that never arrived; they count as infinitely late
     server_cpu_s: float = 0.0  # per reply
     commits: float = 0.0  # per reply
@@ -130,6 +134,8 @@ async def measure_replies(run: Run, server: AppServer, session: aiohttp.ClientSe
     askers = await open_tabs(session, server.url, run.askers)
     tabs = list(askers)
     acknowledging = asyncio.create_task(acknowledge_forever(tabs))  # it sees the watchers once they are added
+    stack = contextlib.AsyncExitStack()  # the Chromium tabs, if any
+    browser_arrivals: list[dict[int, float]] = []
     try:
         await quiet()
         rss_before, cpu_before, started = server.rss_kib(), server.cpu_seconds(), time.monotonic()
@@ -140,6 +146,8 @@ async def measure_replies(run: Run, server: AppServer, session: aiohttp.ClientSe
         result.join_cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / run.tabs
         result.rss_kib_per_tab = (server.rss_kib() - rss_before) / run.tabs
         drops_before = sum(tab.drops for tab in tabs)
+        browsers = await stack.enter_async_context(browser_tabs(server.url, run.browsers)) if run.browsers else None
+        await quiet()
         await fake.take()  # forget anything sent before, and number this run's replies from 0
         watchers[0].frames = []  # one tab keeps what it receives from now on, to be compressed afterwards
 
@@ -165,8 +173,10 @@ async def measure_replies(run: Run, server: AppServer, session: aiohttp.ClientSe
         pauses = [ms for end, ms in (await server.stats())['gc_pauses'] if before.wall <= end <= after.wall]
         result.gc_pauses, result.gc_longest_ms = len(pauses), max(pauses, default=0.0)
         sent = await fake.take()
+        browser_arrivals = await browsers.arrivals() if browsers else []
     finally:
         gc.enable()
+        await stack.aclose()
         acknowledging.cancel()
         await asyncio.gather(*(tab.close() for tab in tabs), return_exceptions=True)
     wall = after.wall - before.wall
@@ -179,7 +189,21 @@ async def measure_replies(run: Run, server: AppServer, session: aiohttp.ClientSe
     result.app_stream_s = app_stream_seconds(server.db)
     result.commits_per_s = result.commits / result.app_stream_s if result.app_stream_s else math.nan
     score(result, watchers, sent, before.wall, after.wall)
+    if browser_arrivals:
+        result.browser_latency_ms = browser_latencies(browser_arrivals, sent)
     return result
+
+
+def browser_latencies(arrivals: list[dict[int, float]], sent: list[tuple[float, str]]) -> dict[str, float]:
+    """Token-to-page latency in the Chromium tabs: each token's first appearance in the DOM minus its send time."""
+    latencies = []
+    for tab in arrivals:
+        for moment, token in sent:
+            arrived = tab.get(int(token[2:]))
+            latencies.append((arrived - moment) * 1000 if arrived else math.inf)
+    latencies.sort()
+    return {name: percentile(latencies, fraction)
+            for name, fraction in (('p50', 0.5), ('p95', 0.95), ('p99', 0.99), ('max', 1.0))}
 
 
 def app_stream_seconds(db: Path) -> float:

@@ -18,6 +18,7 @@ import openai
 from nicegui import background_tasks
 
 from .config import Settings
+from .gc_policy import FullCollectionsWhenQuiet
 from .models import Kind, Message, Status, utc_now
 from .providers import ChatMessages, Provider, Usage, explain_error
 
@@ -222,6 +223,7 @@ class Bot:
         self.settings = settings
         self.replies: dict[int, ReplyStream] = {}  # in progress, by the bot message's id
         self.claimed: set[str] = set()  # people with a question being answered
+        self.collections = FullCollectionsWhenQuiet()  # no stop-the-world pause while text streams to the tabs
 
     def check_can_answer(self, person_id: str) -> None:
         """Raise MessageRefused if this person already has a reply pending, or the room is at its limit."""
@@ -251,6 +253,7 @@ class Bot:
             raise
         reply = ReplyStream(self.room, message, question.author_id, self.provider, self.settings)
         self.replies[reply.id] = reply
+        self.collections.streaming_started()
         self.room.publish(message)
         reply.task = background_tasks.create(reply.run(), name=f'reply {reply.id}')
         return reply
@@ -262,6 +265,8 @@ class Bot:
     def forget(self, reply: ReplyStream) -> None:
         self.replies.pop(reply.id, None)
         self.release(reply.asker_id)
+        if not self.replies:
+            self.collections.streaming_ended()
 
     async def interrupt_all(self) -> None:
         """On shutdown: end every reply in progress as interrupted, with its text so far saved."""
