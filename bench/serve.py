@@ -52,14 +52,14 @@ class ErrorLog(logging.Handler):
         self.messages.append(f'{record.name}: {record.getMessage()}'[:500])
 
 
-def add_stats_route(pause_log: PauseLog, error_log: ErrorLog) -> None:
+def add_stats_route(pause_log: PauseLog, error_log: ErrorLog, loop_lag: LoopLag) -> None:
     @app.get('/_bench/stats', include_in_schema=False)
     async def stats() -> dict[str, Any]:  # async: it runs on the event loop, where the tasks are
         room = getattr(app.state, 'room', None)  # set by build_app(), which main() calls
         if room is None:
             return {'ready': False}
         return {'ready': room.ready.is_set(), 'commits': room.store.commits, 'replies': len(room.bot.replies),
-                'gc_pauses': list(pause_log.pauses),
+                'gc_pauses': list(pause_log.pauses), 'loop_lags': list(loop_lag.lags),
                 'errors': error_log.count, 'error_messages': list(error_log.messages),
                 'held': {
                     'clients': len(Client.instances),
@@ -92,6 +92,22 @@ def add_stats_route(pause_log: PauseLog, error_log: ErrorLog) -> None:
                 'allocated_blocks': sys.getallocatedblocks(), 'growth': growth}
 
 
+class LoopLag:
+    """Notes when the event loop woke up late: a tab whose pong waits more than about 2 s is dropped."""
+
+    INTERVAL = 0.1
+
+    def __init__(self) -> None:
+        self.lags: deque[tuple[float, float]] = deque(maxlen=10_000)  # (wall-clock time, milliseconds late) >= 100
+
+    async def watch(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(self.INTERVAL)
+            if (late_ms := (time.perf_counter() - started - self.INTERVAL) * 1000) >= 100:
+                self.lags.append((time.time(), late_ms))
+
+
 def serve(argv: list[str] | None = None) -> None:
     pause_log = PauseLog()
     gc.callbacks.append(pause_log)
@@ -100,7 +116,9 @@ def serve(argv: list[str] | None = None) -> None:
     # uvicorn's own loggers do not pass records up to the root, and its logging set-up (in ui.run) replaces their
     # handlers, so this one is added once the server runs.
     app.on_startup(lambda: logging.getLogger('uvicorn').addHandler(error_log))
-    add_stats_route(pause_log, error_log)
+    loop_lag = LoopLag()
+    app.on_startup(lambda: asyncio.create_task(loop_lag.watch()))
+    add_stats_route(pause_log, error_log, loop_lag)
     chat_main.main(argv)
 
 
