@@ -108,7 +108,7 @@ def test_a_tab_whose_connection_drops_mid_reply_catches_up(tabs: list[Tab], seco
     """A short drop is bridged by NiceGUI's message history; after a long one the client is gone and the page
     loads again: either way the tab ends with the whole reply."""
     asker, dropped, _ = tabs
-    reply_id = asker.ask('@gpt keep talking [[tokens:200]] [[delay:0.03]]')
+    reply_id = asker.ask('@gpt keep talking [[tokens:300]] [[delay:0.03]]')
     wait_until(lambda: states([dropped], reply_id)[0], lambda s: s[0] == 'streaming' and len(s[1]) > 20,
                message='the reply did not start streaming')
     dropped.page.context.set_offline(True)
@@ -127,13 +127,15 @@ def test_a_tab_whose_connection_drops_mid_reply_catches_up(tabs: list[Tab], seco
         # Bridged by the message history, which does not hold the pieces of text sent meanwhile: the tab sees the
         # gap in the offsets and asks for the text so far, so it catches up while the reply is still streaming.
         streaming, text = wait_until(
-            state_across_reloads, lambda state: state[0] != 'streaming' or len(state[1]) > len(seen_while_offline) + 60,
+            state_across_reloads,  # (while the page reloads, there is no state at all: wait through that)
+            lambda state: state[0] in ('done', 'stopped', 'error', 'interrupted')
+            or (state[0] == 'streaming' and len(state[1]) > len(seen_while_offline) + 60),
             timeout=10, message='the tab did not catch up while the reply streamed')
         assert streaming == 'streaming', 'the reply ended before the tab caught up: make it longer'
-        assert numbered_reply(200).startswith(text), f'a hole in the text after reconnecting: {text!r}'
+        assert numbered_reply(300).startswith(text), f'a hole in the text after reconnecting: {text!r}'
     wait_until(state_across_reloads, lambda state: state[0] == 'done', timeout=20,
                message='the tab did not catch up after reconnecting')
-    assert wait_for_status([asker, dropped], reply_id, 'done') == [numbered_reply(200)] * 2
+    assert wait_for_status([asker, dropped], reply_id, 'done') == [numbered_reply(300)] * 2
 
 
 def test_stop_in_one_tab_stops_the_reply_in_every_tab(tabs: list[Tab], model_server: FakeOpenAI) -> None:
