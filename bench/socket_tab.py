@@ -104,6 +104,7 @@ class SocketTab:
         self.session = session
         self.base_url = base_url.rstrip('/')
         self.watch = watch
+        self.watch_only: str | None = None  # if set, tokens count only in messages that start with this
         self.frames: list[str] | None = [] if keep_frames else None
         self.client_id = ''
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -210,7 +211,7 @@ class SocketTab:
             self.frames.append(data)
         if self.message_box is None and data.startswith(UPDATE):
             self._find_message_box(data, now)
-        if self.watch is not None:
+        if self.watch is not None and (self.watch_only is None or data.startswith(self.watch_only)):
             self.watch.scan(data, now)
 
     def _note_message_id(self, data: str) -> None:

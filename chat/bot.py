@@ -100,6 +100,7 @@ class ReplyStream:
         self.settings = settings
         self.text = ''  # everything received so far; `message.body` is what the tabs have been sent
         self.stop_requested = False
+        self.finishing = False
         self.usage: Usage | None = None
         self.send_to_tabs = Throttle(settings.ui_interval, self._send_new_text)
         self.save_to_db = Throttle(settings.db_interval, self._save_text)
@@ -111,7 +112,8 @@ class ReplyStream:
         return self.message.id
 
     def stop(self) -> None:
-        if self.task and not self.task.done():
+        # Once the reply is ending, a second Stop (or the shutdown) must not cancel its final write and its goodbye.
+        if self.task and not self.task.done() and not self.stop_requested and not self.finishing:
             self.stop_requested = True
             self.task.cancel()  # the provider's stream closes its HTTP connection as the cancellation unwinds it
 
@@ -191,6 +193,7 @@ class ReplyStream:
         await self.room.store.save(self.id, body=self.text, status=Status.STREAMING)
 
     async def _finish(self, status: Status, error: str | None, started: float, first_token_at: float | None) -> None:
+        self.finishing = True
         await self.send_to_tabs.flush()
         await self.save_to_db.flush()
         self._send_new_text()
@@ -262,6 +265,11 @@ class Bot:
         if reply := self.replies.get(message_id):
             reply.stop()
 
+    def text_so_far(self, message_id: int) -> str | None:
+        """The text tabs have been sent of a reply in progress (None once it has ended)."""
+        reply = self.replies.get(message_id)
+        return reply.message.body if reply else None
+
     def forget(self, reply: ReplyStream) -> None:
         self.replies.pop(reply.id, None)
         self.release(reply.asker_id)
@@ -271,6 +279,7 @@ class Bot:
     async def interrupt_all(self) -> None:
         """On shutdown: end every reply in progress as interrupted, with its text so far saved."""
         tasks = [reply.task for reply in self.replies.values() if reply.task]
-        for task in tasks:
-            task.cancel()
+        for reply in list(self.replies.values()):
+            if reply.task and not reply.finishing:  # one that is ending already gets to save its end
+                reply.task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -27,7 +27,8 @@ class FullCollectionsWhenQuiet:
     def streaming_started(self) -> None:
         now = time.monotonic()
         if self.put_off_since is None:
-            self.threshold = gc.get_threshold()
+            if gc.get_threshold()[2] != PUT_OFF:  # another room in this process may have put collections off
+                self.threshold = gc.get_threshold()
             young, middle, _ = self.threshold
             gc.set_threshold(young, middle, PUT_OFF)
             self.put_off_since = now

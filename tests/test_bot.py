@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -10,6 +11,7 @@ import pytest
 from nicegui import ElementFilter, ui
 from nicegui.testing import User
 
+from chat.gc_policy import PUT_OFF
 from chat.models import Kind, Message, Status
 from chat.room import Room
 
@@ -281,3 +283,21 @@ async def test_two_people_asking_at_once_each_get_an_answer_to_their_own_questio
     await eventually(lambda: len(replies(room)) == 2 and not any(r.status.in_progress for r in replies(room)))
     asked = {request['body']['messages'][-1]['content'].split(': ', 1)[1] for request in fake_openai.requests}
     assert asked == {'@gpt what is 1 + 1?', '@gpt what is the capital of France?'}  # each reply sees its own
+
+
+async def test_pressing_stop_again_while_the_reply_ends_still_ends_it_cleanly(
+        user: User, room: Room, fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(500), delay=0.02)
+    await open_room(user)
+    await ask(user, '@gpt talk a lot')
+    await eventually(lambda: replies(room) and replies(room)[0].body)
+    reply_id = replies(room)[0].id
+    assert reply_id is not None
+    deadline = asyncio.get_running_loop().time() + 5
+    while reply_id in room.bot.replies and asyncio.get_running_loop().time() < deadline:
+        room.bot.stop(reply_id)  # an impatient reader, at every turn of the loop, while the reply saves its end
+        await asyncio.sleep(0)
+    assert reply_id not in room.bot.replies, 'the reply never ended'
+    reply = await finished_reply(room)
+    assert reply.status == Status.STOPPED and not room.bot.claimed
+    assert gc.get_threshold()[2] != PUT_OFF, 'full garbage collections stayed off'

@@ -43,10 +43,12 @@ def reply_details(message: Message) -> str:
 
 
 class Bubble:
-    def __init__(self, message: Message, *, mine: bool, on_stop: Callable[[int], None]) -> None:
+    def __init__(self, message: Message, *, mine: bool, on_stop: Callable[[int], None],
+                 live_text: Callable[[int], str | None]) -> None:
         self.message_id = message.id
         self.on_stop = on_stop
-        self.message = message  # the room's own object: a reply in progress holds its text so far
+        self.live_text = live_text  # a reply in progress: the text tabs have been sent so far
+        self.message = message
         self.is_reply = message.kind == Kind.BOT
         self.live_controls: ui.row | None = None
         # A person's message is plain text, and Quasar's own text part is the cheapest way to show it.
@@ -83,12 +85,18 @@ class Bubble:
             if message.status.in_progress:
                 self.body.classes('whitespace-pre-wrap break-words')
                 assert message.id is not None
-                StreamingText(message.id, message.body, text_so_far=lambda: self.message.body)
+                StreamingText(message.id, self.text_so_far(), text_so_far=self.text_so_far)
             else:
                 self.body.classes(remove='whitespace-pre-wrap')
                 if message.body:
                     ui.html(render_markdown(message.body), sanitize=True).classes('nicegui-markdown w-full')
         self._show_status(message)
+
+    def text_so_far(self) -> str:
+        """The bot's own copy, not this bubble's message: a bubble loaded with older messages holds a stale one."""
+        assert self.message_id is not None
+        live = self.live_text(self.message_id)
+        return self.message.body if live is None else live
 
     def _show_status(self, message: Message) -> None:
         self.element.props(f'data-status={message.status}')  # for browser tests and anyone styling the page

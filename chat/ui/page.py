@@ -109,7 +109,8 @@ class ChatPage:
 
     def add(self, message: Message) -> None:
         assert message.id is not None
-        self.bubbles[message.id] = Bubble(message, mine=message.author_id == self.me.id, on_stop=self.room.bot.stop)
+        self.bubbles[message.id] = Bubble(message, mine=message.author_id == self.me.id, on_stop=self.room.bot.stop,
+                                          live_text=self.room.bot.text_so_far)
 
     def on_added(self, message: Message) -> None:
         if message.id in self.bubbles:

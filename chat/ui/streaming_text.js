@@ -39,7 +39,8 @@ export default {
   mounted() {
     listen();
     this.length = 0;
-    this.waiting = false; // asked the server for the text so far; pieces are ignored until it comes
+    this.waiting = false; // asked the server for the text so far; pieces wait in `held` until it comes
+    this.held = [];
     this.append(this.text || "");
     const key = String(this.messageId);
     streams.set(key, this);
@@ -47,15 +48,21 @@ export default {
     early.delete(key);
   },
   unmounted() {
+    clearTimeout(this.retry);
     streams.delete(String(this.messageId));
   },
   methods: {
     add(offset, text) {
-      if (this.waiting) return;
+      if (this.waiting) {
+        this.held.push([offset, text]); // the answer may come after newer pieces: keep them for then
+        return;
+      }
       if (offset > this.length) {
-        // Something was missed: ask for the whole text so far rather than show a hole.
+        // Something was missed: ask for the whole text so far rather than show a hole (again, if no answer comes).
         this.waiting = true;
+        this.held = [[offset, text]];
         this.$emit("resync");
+        this.retry = setTimeout(() => this.waiting && this.$emit("resync"), 3000);
         return;
       }
       const characters = Array.from(text);
@@ -68,10 +75,14 @@ export default {
     },
     reset(text) {
       // The server's answer to "resync": the whole text so far.
+      clearTimeout(this.retry);
       this.$el.textContent = "";
       this.length = 0;
       this.waiting = false;
       this.append(text);
+      const held = this.held;
+      this.held = [];
+      for (const [offset, piece] of held) this.add(offset, piece); // those already in `text` are skipped
     },
   },
 };
