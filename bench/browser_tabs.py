@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-CHROMIUM = Path('/usr/bin/chromium')
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-                 '--disable-component-update', '--disable-sync', '--no-first-run']
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # the browser tests' own Chromium and flags
 
 WATCH_TOKENS_JS = '''
 window.__tokenArrivals = {};

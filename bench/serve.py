@@ -1,10 +1,10 @@
-"""The app as the benchmark runs it: `python -m bench.serve FLAGS` is `python main.py FLAGS` plus one route.
+"""The app as the benchmark runs it: `python -m bench.serve FLAGS` is `python main.py FLAGS` plus two routes.
 
 The app runs in its own process, so the benchmark can't read the Store's `commits` counter directly. This entry
 point adds a read-only `GET /_bench/stats` (the counter, the replies in progress, whether the room is open, the
-garbage collector's longer pauses, the errors logged, and what is still held: clients, subscribers, tabs, people,
-tasks), `POST /_bench/collect` (a full garbage collection, before memory is read), and then runs main.py's own
-`main()`, unchanged. bench/naive.py builds on it.
+garbage collector's longer pauses, the event loop's late wake-ups, the errors logged, and what is still held:
+clients, subscribers, tabs, people, tasks), `POST /_bench/collect` (a full garbage collection, then what is alive),
+and then runs main.py's own `main()`, unchanged. bench/naive.py builds on it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import gc
 import logging
 import sys
 import time
-import tracemalloc
 from collections import Counter, deque
 from typing import Any
 
@@ -69,10 +68,7 @@ def add_stats_route(pause_log: PauseLog, error_log: ErrorLog, loop_lag: LoopLag)
                     'people': len(room.people),
                     'pending_replies': len(room.bot.replies) + len(room.bot.claimed),
                     'tasks': len(asyncio.all_tasks()),
-                }, 'tasks': sorted(getattr(task.get_coro(), '__qualname__', task.get_name())
-                                   for task in asyncio.all_tasks())}
-
-    snapshots: list[tracemalloc.Snapshot] = []
+                }}
 
     @app.post('/_bench/collect', include_in_schema=False)
     def collect() -> dict[str, Any]:
@@ -81,15 +77,8 @@ def add_stats_route(pause_log: PauseLog, error_log: ErrorLog, loop_lag: LoopLag)
         objects, to see what a leak is made of."""
         collected = gc.collect()
         kinds = Counter(type(thing).__qualname__ for thing in gc.get_objects())
-        growth: list[str] = []
-        if tracemalloc.is_tracing():  # PYTHONTRACEMALLOC=1: where memory grew since the last collection
-            snapshot = tracemalloc.take_snapshot()
-            if snapshots:
-                growth = [str(stat) for stat in snapshot.compare_to(snapshots[-1], 'lineno')[:15]]
-            snapshots[:] = [snapshot]
-            growth.insert(0, f'traced now: {tracemalloc.get_traced_memory()[0]:,} bytes')
         return {'collected': collected, 'objects': {kind: count for kind, count in kinds.items() if count >= 10},
-                'allocated_blocks': sys.getallocatedblocks(), 'growth': growth}
+                'allocated_blocks': sys.getallocatedblocks()}
 
 
 class LoopLag:

@@ -10,12 +10,12 @@ when no error was logged, no socket was dropped, every tab received every token 
 streamed (in the `grew` messages, not only in the finished reply), every reply
 was stored whole and done, and once the tabs are gone nothing they used is held: no NiceGUI client, no subscriber to
 the room's events, no tab in the reply broadcast, nobody in the room, no reply pending, no more asyncio tasks than
-before the first round. And there is no leak: the app's memory (resident set, after a full garbage collection) after
-the last round stays within 5% of its memory after the first. Memory here is what is alive after a full garbage
-collection: the blocks Python's allocator has handed out and not had back. A leak grows it every round. The resident
-set is reported beside it but not judged: it also holds freed memory the allocator keeps for reuse, and that grows
-from round to round too (measured here: pymalloc's arena high-water mark rises a little each round while the live
-blocks stay flat; with PYTHONTRACEMALLOC=1 the stats route also reports where traced memory grew).
+before the first round. And there is no leak: the app's live memory after the last round stays within 5% of its live
+memory after the first, live memory being what is alive after a full garbage collection (the blocks Python's
+allocator has handed out and not had back). A leak grows it every round. The resident set is reported beside it but
+not judged: it also holds freed memory the allocator keeps for reuse, and that grows from round to round too
+(measured here: pymalloc's arena high-water mark rises a little each round while the live blocks stay flat).
+The summary also gives each round's longest event-loop stall: past about 2 s, NiceGUI drops a tab's socket.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 
+from .fake_server import REPLY_STRIDE
 from .processes import AppServer, FakeServer
 from .socket_tab import SocketTab, TokenWatch, acknowledge_forever, open_tabs, quiet
 
@@ -61,6 +62,7 @@ class Round:
     drops: int = 0
     replies_stored: int = 0  # stored as done, with exactly the text the model sent
     held: dict[str, int] = field(default_factory=dict)  # what the app still holds once the tabs are gone
+    longest_stall_ms: float = 0.0  # the event loop's latest wake-up during the round
     live_blocks: int = 0  # memory blocks alive in Python's allocator, after a full collection
     rss_kib: int = 0
     objects: dict[str, int] = field(default_factory=dict)  # live objects by kind, after a full collection
@@ -101,8 +103,10 @@ class SoakReport:
         lines = [f'soak: {plan.tabs} tabs, {plan.replies} replies of {plan.tokens} tokens at {plan.rate:g}/s '
                  f'({plan.seconds:g} s), {plan.rounds} rounds']
         for r in self.rounds:
+            stall = f'{r.longest_stall_ms:,.0f} ms' if r.longest_stall_ms else 'under 100 ms'
             lines.append(f'  round {r.number}: {r.seconds:.0f} s, {r.tabs_complete}/{plan.tabs} tabs got every token, '
                          f'{r.replies_stored}/{plan.replies} replies stored whole, {r.drops} dropped sockets, '
+                         f'longest event-loop stall {stall}, '
                          f'live memory {r.live_blocks:,} blocks, resident {r.rss_kib / 1024:.1f} MiB, '
                          f'held after: {r.held}')
         if len(self.rounds) >= 2:
@@ -172,8 +176,11 @@ async def soak_round(number: int, plan: SoakPlan, server: AppServer, fake: FakeS
     sent = await fake.take()
     texts: dict[int, list[str]] = {}
     for _, token in sent:
-        texts.setdefault(int(token[2:]) // 1_000_000, []).append(token)
+        texts.setdefault(int(token[2:]) // REPLY_STRIDE, []).append(token)
     result.replies_stored = stored_replies(server.db, first_id, {''.join(tokens) for tokens in texts.values()})
+    round_started = time.time() - (time.monotonic() - started)
+    stalls = [ms for at, ms in (await server.stats())['loop_lags'] if at >= round_started]
+    result.longest_stall_ms = max(stalls, default=0.0)
     result.held = await held_once_settled(server, report.baseline)
     alive = await server.collect_garbage()
     result.live_blocks, result.objects, result.rss_kib = alive['allocated_blocks'], alive['objects'], server.rss_kib()

@@ -42,8 +42,7 @@ class ReplyTextBroadcast:
 
     def __init__(self, room: Room) -> None:
         self.client_ids: set[str] = set()  # the tabs showing the room; socket.io has a "room" named after each
-        self.pending: dict[int, list[int | str]] = {}  # reply id -> [offset, new text] gathered this beat
-        self.sending: set[asyncio.Task] = set()
+        self.pending: dict[int, tuple[int, str]] = {}  # reply id -> (offset, new text) gathered this beat
         room.grew.subscribe(self.on_grew)
 
     def add_tab(self, client_id: str) -> None:
@@ -55,17 +54,13 @@ class ReplyTextBroadcast:
     def on_grew(self, message_id: int, offset: int, text: str) -> None:
         if not self.pending:  # the first reply to grow in this beat; the others grow in the same loop turn
             asyncio.get_running_loop().call_soon(self.send)
-        if piece := self.pending.get(message_id):
-            piece[1] = str(piece[1]) + text  # the same reply grew twice before the send: one piece
-        else:
-            self.pending[message_id] = [offset, text]
+        if earlier := self.pending.get(message_id):  # the same reply grew twice before the send: one piece
+            offset, text = earlier[0], earlier[1] + text
+        self.pending[message_id] = (offset, text)
 
     def send(self) -> None:
         pieces, self.pending = self.pending, {}
         if not pieces or not self.client_ids:
             return
         # socket.io encodes the message once and queues the same bytes on every tab's socket.
-        task = background_tasks.create(core.sio.emit(EVENT_NAME, pieces, room=list(self.client_ids)),
-                                       name='send reply text')
-        self.sending.add(task)
-        task.add_done_callback(self.sending.discard)
+        background_tasks.create(core.sio.emit(EVENT_NAME, pieces, room=list(self.client_ids)), name='send reply text')
