@@ -21,6 +21,7 @@ from chat.config import Settings
 from chat.models import Message
 from chat.room import Person, Room
 from chat.ui import bubble, page, stream
+from chat.ui.pacing import Pacer
 
 from .serve import serve
 
@@ -32,18 +33,19 @@ class NaiveBubble(bubble.Bubble):
         if not (self.is_reply and message.status.in_progress):
             super().show(message)  # people's messages and finished replies look exactly as in the app
             return
-        self.body.clear()
-        with self.body:
+        self.message = message
+        self.element.clear()
+        with self.element:
             self.markdown = ui.markdown(message.body)
-        self._show_status(message)
+        self.show_status(message)
 
     def append(self, text: str) -> None:
         self.markdown.content = self.markdown.content + text  # the whole reply so far, every time
 
 
 class NaiveChatPage(page.ChatPage):
-    def __init__(self, room: Room, person: Person) -> None:
-        super().__init__(room, person)
+    def __init__(self, room: Room, person: Person, pacer: Pacer) -> None:
+        super().__init__(room, person, pacer)
         room.grew.subscribe(self.on_grew)
 
     def on_grew(self, message_id: int, _offset: int, text: str) -> None:

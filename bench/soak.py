@@ -63,6 +63,8 @@ class Round:
     replies_stored: int = 0  # stored as done, with exactly the text the model sent
     held: dict[str, int] = field(default_factory=dict)  # what the app still holds once the tabs are gone
     longest_stall_ms: float = 0.0  # the event loop's latest wake-up during the round
+    stall_phase: str = ''  # when it happened: while the tabs opened, while the replies streamed, or as tabs closed
+    longest_gc_ms: float = 0.0  # the longest garbage collection pause during the round
     live_blocks: int = 0  # memory blocks alive in Python's allocator, after a full collection
     rss_kib: int = 0
     objects: dict[str, int] = field(default_factory=dict)  # live objects by kind, after a full collection
@@ -103,10 +105,10 @@ class SoakReport:
         lines = [f'soak: {plan.tabs} tabs, {plan.replies} replies of {plan.tokens} tokens at {plan.rate:g}/s '
                  f'({plan.seconds:g} s), {plan.rounds} rounds']
         for r in self.rounds:
-            stall = f'{r.longest_stall_ms:,.0f} ms' if r.longest_stall_ms else 'under 100 ms'
+            stall = f'{r.longest_stall_ms:,.0f} ms ({r.stall_phase})' if r.longest_stall_ms else 'under 100 ms'
             lines.append(f'  round {r.number}: {r.seconds:.0f} s, {r.tabs_complete}/{plan.tabs} tabs got every token, '
                          f'{r.replies_stored}/{plan.replies} replies stored whole, {r.drops} dropped sockets, '
-                         f'longest event-loop stall {stall}, '
+                         f'longest event-loop stall {stall}, longest GC pause {r.longest_gc_ms:,.0f} ms, '
                          f'live memory {r.live_blocks:,} blocks, resident {r.rss_kib / 1024:.1f} MiB, '
                          f'held after: {r.held}')
         if len(self.rounds) >= 2:
@@ -148,6 +150,7 @@ async def soak_round(number: int, plan: SoakPlan, server: AppServer, fake: FakeS
                      session: aiohttp.ClientSession, report: SoakReport) -> Round:
     result = Round(number)
     started = time.monotonic()
+    phases = [('while the tabs opened', time.time())]  # (phase, wall-clock start), to say when a stall happened
     await fake.take()  # number this round's replies from 0
     first_id = newest_message_id(server.db)
     tabs: list[SocketTab] = []
@@ -155,6 +158,7 @@ async def soak_round(number: int, plan: SoakPlan, server: AppServer, fake: FakeS
     try:
         tabs.extend(await open_tabs(session, server.url, plan.tabs))
         await quiet()
+        phases.append(('while the replies streamed', time.time()))
         for tab in tabs:  # watching starts now: the page itself shows earlier rounds' replies, with the same tokens
             tab.watch = TokenWatch(plan.replies, plan.tokens)
             # Only the streamed pieces count: the finished reply's Markdown holds every token too, and would hide
@@ -168,6 +172,7 @@ async def soak_round(number: int, plan: SoakPlan, server: AppServer, fake: FakeS
         while (await server.stats())['replies'] and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         await quiet()
+        phases.append(('as the tabs closed', time.time()))
         result.tabs_complete = sum(1 for tab in tabs if tab.watch and tab.watch.complete)
         result.drops = sum(tab.drops for tab in tabs)
     finally:
@@ -178,9 +183,12 @@ async def soak_round(number: int, plan: SoakPlan, server: AppServer, fake: FakeS
     for _, token in sent:
         texts.setdefault(int(token[2:]) // REPLY_STRIDE, []).append(token)
     result.replies_stored = stored_replies(server.db, first_id, {''.join(tokens) for tokens in texts.values()})
-    round_started = time.time() - (time.monotonic() - started)
-    stalls = [ms for at, ms in (await server.stats())['loop_lags'] if at >= round_started]
-    result.longest_stall_ms = max(stalls, default=0.0)
+    stats = await server.stats()
+    stalls = [(ms, at) for at, ms in stats['loop_lags'] if at >= phases[0][1]]
+    if stalls:
+        result.longest_stall_ms, at = max(stalls)
+        result.stall_phase = [phase for phase, start in phases if start <= at][-1]
+    result.longest_gc_ms = max((ms for at, ms in stats['gc_pauses'] if at >= phases[0][1]), default=0.0)
     result.held = await held_once_settled(server, report.baseline)
     alive = await server.collect_garbage()
     result.live_blocks, result.objects, result.rss_kib = alive['allocated_blocks'], alive['objects'], server.rss_kib()

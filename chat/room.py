@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 # an e-mail address (me@gpt.com) or a domain (@gpt.com).
 GPT_MENTION = re.compile(r'(?<![\w@.+-])@gpt(?![\w-]|\.\w)', re.IGNORECASE)
 
-AVATAR_COLORS = ['red-7', 'pink-7', 'purple-7', 'deep-purple-7', 'indigo-7', 'blue-8', 'cyan-8', 'teal-7',
-                 'green-8', 'light-green-9', 'orange-9', 'deep-orange-7', 'brown-6', 'blue-grey-7']
+# Material colours (Quasar's red-7, pink-7, ...) dark enough for white initials; CSS colours, so the avatar images
+# the app draws and the avatar elements in the header and the people list agree.
+AVATAR_COLORS = ['#d32f2f', '#c2185b', '#7b1fa2', '#512da8', '#303f9f', '#1565c0', '#00838f', '#00796b',
+                 '#2e7d32', '#33691e', '#e65100', '#e64a19', '#6d4c41', '#455a64']
 
 
 def mentions_gpt(text: str) -> bool:

@@ -11,6 +11,7 @@ Needs what the browser tests need (Debian's Chromium, `pip install -e '.[test,na
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the app's process helpers live with the browser tests
 
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from tests.browser import AppProcess, NativeApp, Tab, launch_chromium, wait_until  # noqa: E402
@@ -67,10 +69,9 @@ def two_tabs(workdir: Path, out: Path) -> None:
         for tab, shot in zip((first, second), shots, strict=True):  # as close together as two shots can be
             tab.page.screenshot(path=str(shot))
         side_by_side(*shots, out)
-        for tab in (first, second):  # stop the demo bot so the app shuts down at once
-            if tab.message(reply_id)['status'] == 'streaming':
-                tab.bubble(reply_id).get_by_role('button', name='Stop').click()
-                break
+        if first.message(reply_id)['status'] == 'streaming':  # stop the demo bot so the app shuts down at once
+            with contextlib.suppress(PlaywrightError):  # unless it ended meanwhile, and its Stop button with it
+                first.bubble(reply_id).get_by_role('button', name='Stop').click(timeout=2000)
         browser.close()
 
 

@@ -84,6 +84,13 @@ async def open_room(user: User) -> None:
     await user.should_see(marker='me')
 
 
+def status_shown(user: User, message_id: int) -> str:
+    """The status line under a message on this tab (Quasar's stamp): its time, and how a reply is doing."""
+    with user:
+        (bubble,) = ElementFilter(marker=f'message-{message_id}')
+        return bubble.props.get('stamp', '')
+
+
 def texts_of(user: User, marker: str) -> list[str]:
     """The text content of every element carrying `marker` on this tab."""
     with user:

@@ -8,27 +8,19 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from nicegui import ElementFilter, ui
 from nicegui.testing import User
 
 from chat.gc_policy import PUT_OFF
 from chat.models import Kind, Message, Status
 from chat.room import Room
 
-from .conftest import SentReplyText, eventually, open_room
+from .conftest import SentReplyText, eventually, open_room, status_shown
 from .fake_openai import FakeOpenAI, Script, numbered_tokens
 
 
 @pytest.fixture
 def app_args(openai_args: list[str]) -> list[str]:
     return openai_args
-
-
-def status_shown(user: User, message_id: int) -> str:
-    with user:
-        (bubble,) = ElementFilter(marker=f'message-{message_id}')
-        return ' '.join(element.text for element in bubble.descendants()
-                        if isinstance(element, ui.label) and element.visible)
 
 
 @pytest.fixture

@@ -7,10 +7,12 @@ import logging
 from nicegui import app, background_tasks
 
 from ..config import Settings
+from ..gc_policy import set_aside_start_up_objects
 from ..providers import DemoProvider, make_provider
 from ..room import Room
 from ..seed import play_script
 from ..store import Store
+from .pacing import Pacer
 from .page import register_page
 from .security import ContentSecurityPolicy
 from .stream import ReplyTextBroadcast
@@ -26,6 +28,7 @@ def build_app(settings: Settings) -> Room:
         if room.is_open:  # the start-up hooks may run more than once (the tests' simulated tabs do that)
             return
         await room.open(reset=settings.reset)
+        set_aside_start_up_objects()
         provider = room.bot.provider
         if isinstance(provider, DemoProvider):
             log.warning('No OPENAI_API_KEY: @gpt is answered by the offline demo bot, which is not GPT. '
@@ -40,5 +43,5 @@ def build_app(settings: Settings) -> Room:
     app.state.reply_text_broadcast = broadcast = ReplyTextBroadcast(room)
     app.on_startup(start)
     app.on_shutdown(room.close)
-    register_page(room, broadcast)
+    register_page(room, broadcast, Pacer())
     return room

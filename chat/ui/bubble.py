@@ -1,5 +1,10 @@
-"""One message as one tab shows it. A reply in progress is plain text that grows in the browser (see stream.py);
-when it ends it is rendered once, as Markdown."""
+"""One message as one tab shows it: a Quasar chat message with as few elements inside as possible.
+
+A burst of questions builds new bubbles in every open tab at once, so a bubble is kept small: the avatar is an image
+URL (avatars.py) and the status line is the chat message's `stamp`. A person's message is 2 elements; a reply is 4
+while it is written (its text grows in the browser, see stream.py, beside a Stop button) and 2 once it is done and
+drawn, once, as Markdown.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,21 @@ from nicegui import ui
 from ..markdown import render_markdown
 from ..models import Kind, Message, Status
 from ..room import avatar_color, initials
+from .avatars import BOT_AVATAR_URL, person_avatar_url
 from .stream import StreamingText
 
-STATUS_NOTES = {
-    Status.STOPPED: ('stop_circle', 'Stopped', 'text-grey-7'),
-    Status.ERROR: ('error', '', 'text-negative'),
-    Status.INTERRUPTED: ('link_off', 'Interrupted', 'text-warning'),
-}
+STATUS_LABELS = {Status.THINKING: 'thinking…', Status.STREAMING: 'writing…', Status.STOPPED: 'Stopped',
+                 Status.INTERRUPTED: 'Interrupted', Status.ERROR: ''}
+STATUS_COLORS = {Status.ERROR: 'message-error', Status.INTERRUPTED: 'message-warning'}
+# Quasar puts the stamp under the text; these colour it for a reply that did not end well.
+BUBBLE_CSS = ('.message-plain { white-space: pre-wrap; overflow-wrap: anywhere; } '
+              '.message-error .q-message-stamp { color: var(--q-negative); opacity: 1; } '
+              '.message-warning .q-message-stamp { color: var(--q-warning); opacity: 1; }')
 
 
 def person_avatar(name: str, person_id: str, size: str = 'md') -> ui.label:
-    """A coloured circle with the person's initials; returns the label, so a new name can update it."""
+    """A coloured circle with the person's initials (header, people list); returns the label, so a new name can
+    update it."""
     with ui.avatar(color=avatar_color(person_id), text_color='white', size=size):
         return ui.label(initials(name)).classes('text-sm')
 
@@ -42,6 +51,17 @@ def reply_details(message: Message) -> str:
     return ' · '.join(part for part in parts if part)
 
 
+def status_line(message: Message) -> str:
+    """What the stamp under a message says: the time, then how a reply is doing or how it went."""
+    if message.kind != Kind.BOT:
+        return local_time(message.created_at)
+    if message.status in STATUS_LABELS:
+        note = ' '.join(part for part in (STATUS_LABELS[message.status], message.error or '') if part)
+    else:
+        note = reply_details(message)
+    return ' · '.join(part for part in (local_time(message.created_at), note) if part)
+
+
 class Bubble:
     def __init__(self, message: Message, *, mine: bool, on_stop: Callable[[int], None],
                  live_text: Callable[[int], str | None]) -> None:
@@ -50,47 +70,40 @@ class Bubble:
         self.live_text = live_text  # a reply in progress: the text tabs have been sent so far
         self.message = message
         self.is_reply = message.kind == Kind.BOT
-        self.live_controls: ui.row | None = None
-        # A person's message is plain text, and Quasar's own text part is the cheapest way to show it.
+        avatar = BOT_AVATAR_URL if self.is_reply else person_avatar_url(message.author, message.author_id)
+        # A person's message is plain text: Quasar's own text part (one child, escaped) is the cheapest way to show it.
         text = None if self.is_reply else message.body
-        with ui.chat_message(text, name=message.author, stamp=local_time(message.created_at), sent=mine) \
-                .classes('w-full').mark(f'message-{message.id}') \
-                .props(f'data-message-id={message.id} data-kind={message.kind}') as self.element:
-            with self.element.add_slot('avatar'):
-                if self.is_reply:
-                    ui.avatar('smart_toy', color='grey-8', text_color='white', size='md').classes('q-mx-sm')
-                else:
-                    person_avatar(message.author, message.author_id).parent_slot.parent.classes('q-mx-sm')
-            if not self.is_reply:
-                self.element.default_slot.children[0].classes('message-body')
-                return
-            with ui.element('div'):  # one child, so Quasar draws one bubble (it draws one per child)
-                self.body = ui.element('div').classes('message-body')
-                with ui.row().classes('items-center gap-1 text-xs text-grey-7') as self.status_row:
-                    self.status_label = ui.label().classes('message-status')
-        self.show(message)
+        self.element = ui.chat_message(text, name=message.author, stamp=status_line(message), avatar=avatar,
+                                       sent=mine).classes('w-full').mark(f'message-{message.id}')
+        self.element.props['data-message-id'] = message.id
+        self.element.props['data-kind'] = message.kind
+        if self.is_reply:
+            self.show(message)
+        else:
+            self.element.default_slot.children[0].classes('message-body message-plain')
 
     def change(self, message: Message) -> None:
         """A reply changed status: while it runs only the status line changes; at its end it is drawn anew."""
         if message.status.in_progress:
-            self._show_status(message)
+            self.show_status(message)
         else:
             self.show(message)
 
     def show(self, message: Message) -> None:
         """Draw a reply in its current state: the text so far as plain text while it runs, else Markdown."""
         self.message = message
-        self.body.clear()
-        with self.body:
+        self.element.clear()
+        with self.element:
             if message.status.in_progress:
-                self.body.classes('whitespace-pre-wrap break-words')
                 assert message.id is not None
-                StreamingText(message.id, self.text_so_far(), text_so_far=self.text_so_far)
+                with ui.element('div'):  # one child, so Quasar draws one bubble (it draws one per child)
+                    StreamingText(message.id, self.text_so_far(), text_so_far=self.text_so_far) \
+                        .classes('message-body message-plain')
+                    ui.button('Stop', icon='stop', on_click=lambda: self.on_stop(self.message_id)) \
+                        .props('flat dense size=sm no-caps').classes('q-mt-xs').mark('stop')
             else:
-                self.body.classes(remove='whitespace-pre-wrap')
-                if message.body:
-                    ui.html(render_markdown(message.body), sanitize=True).classes('nicegui-markdown w-full')
-        self._show_status(message)
+                ui.html(render_markdown(message.body), sanitize=True).classes('message-body nicegui-markdown')
+        self.show_status(message)
 
     def text_so_far(self) -> str:
         """The bot's own copy, not this bubble's message: a bubble loaded with older messages holds a stale one."""
@@ -98,25 +111,9 @@ class Bubble:
         live = self.live_text(self.message_id)
         return self.message.body if live is None else live
 
-    def _show_status(self, message: Message) -> None:
-        self.element.props(f'data-status={message.status}')  # for browser tests and anyone styling the page
-        if message.status.in_progress and self.live_controls is None:
-            with self.status_row, ui.row().classes('items-center gap-1') as self.live_controls:
-                ui.spinner('dots', size='sm')
-                ui.button('Stop', icon='stop', on_click=lambda: self.on_stop(self.message_id)) \
-                    .props('flat dense size=sm no-caps').mark('stop')
-            self.live_controls.move(target_index=0)
-        elif not message.status.in_progress and self.live_controls is not None:
-            self.live_controls.delete()
-            self.live_controls = None
-        self.status_row.classes(remove='text-negative text-warning text-grey-7')
-        if message.status == Status.THINKING:
-            self.status_label.set_text('thinking…')
-        elif message.status == Status.STREAMING:
-            self.status_label.set_text('writing…')
-        elif message.status in STATUS_NOTES:
-            _, label, color = STATUS_NOTES[message.status]
-            self.status_label.set_text(' '.join(part for part in (label, message.error or '') if part))
-            self.status_row.classes(color)
-        else:
-            self.status_label.set_text(reply_details(message))
+    def show_status(self, message: Message) -> None:
+        self.element.props['stamp'] = status_line(message)
+        self.element.props['data-status'] = message.status  # for browser tests and anyone styling the page
+        self.element.classes(remove=' '.join(STATUS_COLORS.values()))
+        if color := STATUS_COLORS.get(message.status):
+            self.element.classes(color)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
 from uuid import uuid4
 
 from faker import Faker
@@ -11,14 +13,18 @@ from ..markdown import code_highlight_css
 from ..models import Message
 from ..providers import DemoProvider
 from ..room import MessageRefused, Person, Room, initials
-from .bubble import Bubble, person_avatar
+from .avatars import person_avatar_url, register_avatar_routes
+from .bubble import BUBBLE_CSS, Bubble, person_avatar
+from .pacing import Pacer
 from .stream import ReplyTextBroadcast
 
 # The list is a column-reverse flex box: the browser itself keeps it pinned to the bottom while the
 # reader is there, and leaves it alone once they scroll up, with no message from the server.
 SCROLLER_CLASSES = 'message-scroller w-full h-full overflow-y-auto flex flex-col-reverse q-pa-sm'
-MESSAGE_TEXT_CSS = '.q-message-text-content .message-body { white-space: pre-wrap; overflow-wrap: anywhere; }'
+T = TypeVar('T')
 PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N more"
+PEOPLE_CSS = ('.person-row { padding-left: 32px; min-height: 24px; line-height: 24px; white-space: nowrap; '
+              'background: no-repeat left center / 24px 24px; }')
 # In a reversed list, scrollTop is 0 at the bottom and grows negative towards the top.
 SCROLL_JS = ('(event) => { const list = event.target; emit({bottom: list.scrollTop > -80, '
              'top: list.scrollHeight - list.clientHeight + list.scrollTop < 80}) }')
@@ -41,9 +47,11 @@ def valid_name(name: str) -> bool:
 
 
 class ChatPage:
-    def __init__(self, room: Room, person: Person) -> None:
+    def __init__(self, room: Room, person: Person, pacer: Pacer) -> None:
         self.room = room
         self.me = person
+        self.pacer = pacer  # the room's news reaches every tab at once: this spreads the work over loop turns
+        self.client = ui.context.client
         self.bubbles: dict[int, Bubble] = {}
         self.at_bottom = True
 
@@ -72,7 +80,7 @@ class ChatPage:
             self.people_title = ui.label().classes('text-sm text-grey-8 font-medium')
             self.people_list = ui.column().classes('gap-1').mark('people')
             self.more_people = ui.label().classes('text-xs text-grey-7')
-        self.people_rows: dict[str, ui.row] = {}
+        self.people_rows: dict[str, ui.label] = {}
         for person in [self.me, *(p for p in room.people.values() if p.id != self.me.id)][:PEOPLE_SHOWN]:
             self.add_person_row(person)
         self.show_people_count()
@@ -101,11 +109,15 @@ class ChatPage:
         self.older_button.set_visibility(len(room.recent) >= room.settings.history_size)
         self.loading_older = False
 
-        room.added.subscribe(self.on_added)
-        room.changed.subscribe(self.on_changed)
-        room.presence_changed.subscribe(self.on_presence_changed)
+        room.added.subscribe(lambda message: self.paced(self.on_added, message))
+        room.changed.subscribe(lambda message: self.paced(self.on_changed, message))
+        room.presence_changed.subscribe(lambda person: self.paced(self.on_presence_changed, person))
 
     # what the room tells every tab
+
+    def paced(self, update: Callable[[T], None], news: T) -> None:
+        """Apply the room's news to this tab now, or in a later turn of the event loop if every tab has news."""
+        self.pacer.run(lambda: None if self.client.is_deleted else update(news))
 
     def add(self, message: Message) -> None:
         assert message.id is not None
@@ -138,9 +150,10 @@ class ChatPage:
         self.more_people.set_text(f'and {hidden} more' if hidden > 0 else '')
 
     def add_person_row(self, person: Person) -> None:
-        with self.people_list, ui.row().classes('items-center gap-2 no-wrap') as row:
-            person_avatar(person.name, person.id, size='sm')
-            ui.label(person.name + (' (you)' if person.id == self.me.id else '')).classes('text-sm')
+        """One element per person (every tab has this list): their name, with their avatar image as its background."""
+        with self.people_list:
+            row = ui.label(person.name + (' (you)' if person.id == self.me.id else '')).classes('person-row text-sm') \
+                .style(f'background-image: url({person_avatar_url(person.name, person.id)})')
         self.people_rows[person.id] = row
 
     # what this tab's reader does
@@ -209,8 +222,9 @@ class ChatPage:
         dialog.open()
 
 
-def register_page(room: Room, broadcast: ReplyTextBroadcast) -> None:
-    ui.add_css(code_highlight_css() + MESSAGE_TEXT_CSS, shared=True)
+def register_page(room: Room, broadcast: ReplyTextBroadcast, pacer: Pacer) -> None:
+    ui.add_css(code_highlight_css() + BUBBLE_CSS + PEOPLE_CSS, shared=True)
+    register_avatar_routes()
 
     @ui.page('/', title='Streaming chat')
     async def index() -> None:
@@ -221,6 +235,6 @@ def register_page(room: Room, broadcast: ReplyTextBroadcast) -> None:
         app.storage.tab['identity'] = identity
         person = room.join(identity['id'], identity['name'], client.id)
         client.on_delete(lambda: room.leave(person.id, client.id))
-        ChatPage(room, person)
+        ChatPage(room, person, pacer)
         broadcast.add_tab(client.id)  # growing replies reach this tab from now on
         client.on_delete(lambda: broadcast.remove_tab(client.id))

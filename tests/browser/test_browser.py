@@ -63,6 +63,10 @@ def test_a_message_from_one_tab_appears_in_the_others(tabs: list[Tab]) -> None:
         assert message['kind'] == 'user'
         assert message['author'] == writer.name
         assert message['sent'] == (tab is writer), 'only the writer\'s own tab shows it as sent by "me"'
+        avatar = tab.bubble(message['id']).locator('img.q-message-avatar')
+        # The avatar is an image the app draws: it must load (the page's Content-Security-Policy allows only ours).
+        wait_until(lambda avatar=avatar: avatar.evaluate('(image) => image.complete && image.naturalWidth'), bool,
+                   message=f'the avatar did not load in {tab.name}\'s tab')
 
 
 def test_a_reply_grows_in_every_tab_and_ends_identical(tabs: list[Tab]) -> None:
@@ -159,7 +163,7 @@ def test_stop_in_one_tab_stops_the_reply_in_every_tab(tabs: list[Tab], model_ser
     assert len(model_server.sent) - sent_before == sent
     for tab in tabs:
         assert tab.bubble(reply_id).get_by_role('button', name='Stop').is_hidden()
-        assert 'Stopped' in tab.bubble(reply_id).locator('.message-status').inner_text()
+        assert 'Stopped' in tab.bubble(reply_id).locator('.q-message-stamp').inner_text()
 
 
 CODE_REPLY = 'Here is a function:\\n\\n```python\\ndef add(a, b):\\n    return a + b\\n```\\n\\nThat is all.'
