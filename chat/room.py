@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 GPT_MENTION = re.compile(r'(?<![\w@.+-])@gpt(?![\w-]|\.\w)', re.IGNORECASE)
 
 # Material colours (Quasar's red-7, pink-7, ...) dark enough for white initials; CSS colours, so the avatar images
-# the app draws and the avatar elements in the header and the people list agree.
+# the app draws (chat/ui/avatars.py) and the avatar element in the page's header agree.
 AVATAR_COLORS = ['#d32f2f', '#c2185b', '#7b1fa2', '#512da8', '#303f9f', '#1565c0', '#00838f', '#00796b',
                  '#2e7d32', '#33691e', '#e65100', '#e64a19', '#6d4c41', '#455a64']
 

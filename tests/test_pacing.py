@@ -46,7 +46,7 @@ async def test_a_burst_runs_in_order_a_slice_per_turn_and_the_loop_is_served_in_
 
 
 async def test_a_failing_job_is_logged_and_the_others_still_run(caplog) -> None:
-    pacer = Pacer(slice_seconds=0.0)  # every job after the first waits for a later turn
+    pacer = Pacer(slice_seconds=0.0)  # every job waits for a later turn, one job per turn
     done: list[int] = []
     pacer.run(lambda: done.append(1))
     pacer.run(lambda: 1 / 0)
@@ -55,3 +55,20 @@ async def test_a_failing_job_is_logged_and_the_others_still_run(caplog) -> None:
         await asyncio.sleep(0.01)
     assert done == [1, 3]
     assert 'updating a tab failed' in caplog.text
+
+
+def test_a_pacer_left_mid_burst_by_a_closed_event_loop_works_in_the_next_one() -> None:
+    pacer = Pacer(slice_seconds=0.001)
+
+    async def burst() -> None:
+        for _ in range(50):
+            pacer.run(lambda: busy(0.001))
+
+    asyncio.run(burst())  # the loop closes with jobs still waiting, its worker cancelled
+    done: list[int] = []
+
+    async def later() -> None:
+        pacer.run(lambda: done.append(1))
+
+    asyncio.run(later())
+    assert done == [1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from nicegui import app, background_tasks
+from nicegui import Client, app, background_tasks
 
 from ..config import Settings
 from ..gc_policy import set_aside_start_up_objects
@@ -28,7 +28,8 @@ def build_app(settings: Settings) -> Room:
         if room.is_open:  # the start-up hooks may run more than once (the tests' simulated tabs do that)
             return
         await room.open(reset=settings.reset)
-        set_aside_start_up_objects()
+        if not Client.instances:  # before any tab exists: a tab's objects set aside now would never be collected
+            set_aside_start_up_objects()
         provider = room.bot.provider
         if isinstance(provider, DemoProvider):
             log.warning('No OPENAI_API_KEY: @gpt is answered by the offline demo bot, which is not GPT. '

@@ -31,7 +31,8 @@ CACHED_FOR_A_DAY = {'Cache-Control': 'public, max-age=86400'}
 
 
 def person_avatar_url(name: str, person_id: str) -> str:
-    return f'/avatars/{avatar_color(person_id).lstrip("#")}/{quote(initials(name), safe="")}.svg'
+    letters = ''.join(letter for letter in initials(name) if letter.isalnum()) or '?'  # no "/" or control character
+    return f'/avatars/{avatar_color(person_id).lstrip("#")}/{quote(letters, safe="")}.svg'
 
 
 def person_avatar_svg(color: str, letters: str) -> str:

@@ -29,8 +29,8 @@ BUBBLE_CSS = ('.message-plain { white-space: pre-wrap; overflow-wrap: anywhere; 
 
 
 def person_avatar(name: str, person_id: str, size: str = 'md') -> ui.label:
-    """A coloured circle with the person's initials (header, people list); returns the label, so a new name can
-    update it."""
+    """A coloured circle with the person's initials (the header's "Connected as"); returns the label, so a new name
+    can update it."""
     with ui.avatar(color=avatar_color(person_id), text_color='white', size=size):
         return ui.label(initials(name)).classes('text-sm')
 
@@ -75,7 +75,7 @@ class Bubble:
         text = None if self.is_reply else message.body
         self.element = ui.chat_message(text, name=message.author, stamp=status_line(message), avatar=avatar,
                                        sent=mine).classes('w-full').mark(f'message-{message.id}')
-        self.element.props['data-message-id'] = message.id
+        self.element.props['data-message-id'] = str(message.id)  # an HTML attribute: text
         self.element.props['data-kind'] = message.kind
         if self.is_reply:
             self.show(message)
