@@ -52,8 +52,12 @@ class Settings:
 
     @property
     def db_url(self) -> str:
-        """An SQLAlchemy URL: `--db` may be one already, or a plain file path."""
-        return self.db if '://' in self.db else f'sqlite:///{Path(self.db).expanduser()}'
+        """An SQLAlchemy URL: `--db` may be one already, or a plain file path. PostgreSQL goes through psycopg 3
+        (`postgres://` is what some hosts put in DATABASE_URL)."""
+        if '://' not in self.db:
+            return f'sqlite:///{Path(self.db).expanduser()}'
+        scheme, rest = self.db.split('://', 1)
+        return f'postgresql+psycopg://{rest}' if scheme in ('postgres', 'postgresql') else self.db
 
     @property
     def use_openai(self) -> bool:
@@ -91,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     room = parser.add_argument_group('the room')
     room.add_argument('--host', default=env('CHAT_HOST', Settings.host), help='address to serve on ($CHAT_HOST)')
     room.add_argument('--port', type=positive, default=int(env('CHAT_PORT', Settings.port)), help='port ($CHAT_PORT)')
-    room.add_argument('--db', default=env('CHAT_DB', Settings.db),
-                      help='SQLite file path or SQLAlchemy URL ($CHAT_DB)')
+    room.add_argument('--db', default=env('CHAT_DB') or env('DATABASE_URL') or Settings.db,
+                      help='SQLite file path, or a database URL such as postgresql://user@host/chat '
+                           '($CHAT_DB or $DATABASE_URL)')
     room.add_argument('--no-seed', dest='seed', action='store_false',
                       help='do not play the demo conversation on an empty database')
     room.add_argument('--no-browser', dest='show_browser', action='store_false', help='do not open a browser tab')

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from sqlalchemy import DateTime
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -53,5 +54,6 @@ class Message(SQLModel, table=True):
     completion_tokens: int | None = None
     first_token_ms: int | None = None
     duration_ms: int | None = None
-    created_at: datetime = Field(default_factory=utc_now)
-    updated_at: datetime = Field(default_factory=utc_now)
+    # With their time zone: PostgreSQL would otherwise read them in its own zone. (SQLite keeps naive UTC.)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))

@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, SQLModel, col, create_engine, delete, func, select, update
+from sqlmodel import Session, col, create_engine, delete, func, select, update
 
 from .models import Kind, Message, Status, utc_now
+from .schema import upgrade
 
 log = logging.getLogger(__name__)
 T = TypeVar('T')
@@ -27,7 +28,7 @@ T = TypeVar('T')
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = _create_engine(url)
+        self.engine = create_database_engine(url)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix='store')
         self.commits = 0  # counted for tests and the benchmark: coalescing must keep this low
 
@@ -42,8 +43,8 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._worker, in_session)
 
     async def open(self) -> None:
-        """Create the tables; mark replies a previous process left in progress as interrupted."""
-        await self._run(lambda session: SQLModel.metadata.create_all(session.get_bind()), write=True)
+        """Create or upgrade the tables; mark replies a previous process left in progress as interrupted."""
+        await asyncio.get_running_loop().run_in_executor(self._worker, upgrade, self.engine)
         count = await self.mark_interrupted()
         if count:
             log.warning('%d reply(s) left in progress by a previous run are now marked interrupted', count)
@@ -100,10 +101,14 @@ class Store:
         return await self._run(lambda session: session.exec(delete(Message)).rowcount, write=True)
 
 
-def _create_engine(url: str) -> Engine:
+def create_database_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != 'sqlite':
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except ModuleNotFoundError as missing:
+            raise SystemExit(f'{parsed.get_backend_name()} needs a driver that is not installed ({missing.name}); '
+                             "for PostgreSQL: pip install -e '.[postgres]'") from missing
     if parsed.database and parsed.database != ':memory:':
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={'check_same_thread': False, 'timeout': 10})

@@ -31,7 +31,7 @@ def db_path(tmp_path: Path) -> Path:
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting leaks in from the machine: no real key, no real server."""
     for name in list(os.environ):
-        if name.startswith(('OPENAI_', 'OPEN_API_', 'CHAT_')):
+        if name.startswith(('OPENAI_', 'OPEN_API_', 'CHAT_')) or name == 'DATABASE_URL':
             monkeypatch.delenv(name)
 
 

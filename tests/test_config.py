@@ -82,3 +82,11 @@ def test_a_bad_flag_fails_with_a_usage_message() -> None:
 def test_reset_without_a_terminal_asks_for_yes(tmp_path: Path) -> None:
     result = run_main('--reset', '--db', str(tmp_path / 'chat.db'), '--no-browser')
     assert result.returncode == 1 and '--yes' in result.stderr
+
+
+def test_a_database_url_from_the_environment_goes_through_psycopg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('DATABASE_URL', 'postgres://chat:pw@db.example:5432/chat')  # as some hosts write it
+    assert parse_settings([]).db_url == 'postgresql+psycopg://chat:pw@db.example:5432/chat'
+    monkeypatch.setenv('CHAT_DB', 'room.db')  # the app's own variable wins
+    assert parse_settings([]).db_url == 'sqlite:///room.db'
+    assert parse_settings(['--db', 'postgresql://u@h/db']).db_url == 'postgresql+psycopg://u@h/db'

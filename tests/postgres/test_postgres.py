@@ -1,0 +1,78 @@
+"""The room on PostgreSQL: the same store, the same migrations, the same app (a real server: see conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from nicegui.testing import User
+
+from chat.copy_room import copy_room
+from chat.models import Kind, Message, Status
+from chat.room import Room
+from chat.store import Store
+
+from ..conftest import eventually, open_room, status_shown
+from ..test_schema import a_room_with_messages, differences_from_the_models, recent
+
+
+async def test_the_store_works_on_postgresql(postgres_url: str) -> None:
+    store = Store(postgres_url)
+    await store.open()
+    try:
+        question = await store.add(Message(author='Ann', author_id='ann', body='@gpt hi'))
+        reply = await store.add(Message(kind=Kind.BOT, author='GPT', author_id='bot', status=Status.STREAMING,
+                                        reply_to=question.id))
+        await store.save(reply.id, body='Half an answer')  # type: ignore[arg-type]
+        assert [m.body for m in await store.context_for(question.id, 10)] == ['@gpt hi']  # type: ignore[arg-type]
+        assert await store.mark_interrupted() == 1
+        stored = await store.get(reply.id)  # type: ignore[arg-type]
+        assert stored is not None and (stored.status, stored.body) == (Status.INTERRUPTED, 'Half an answer')
+        # Times come back as the same moment, whatever the server's own time zone.
+        assert stored.created_at.tzinfo is not None
+        assert abs(stored.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+    finally:
+        await store.close()
+    assert differences_from_the_models(postgres_url) == []
+
+
+def test_a_sqlite_room_copied_into_postgresql_keeps_its_messages_and_goes_on(tmp_path: Path,
+                                                                             postgres_url: str) -> None:
+    source = f'sqlite:///{tmp_path / "room.db"}'
+    originals = asyncio.run(a_room_with_messages(source))
+    assert copy_room(source, postgres_url) == 3
+    copies = asyncio.run(recent(postgres_url))
+    same = ['id', 'kind', 'author', 'author_id', 'body', 'status', 'reply_to', 'completion_tokens']
+    assert [message.model_dump(include=set(same)) for message in copies] == \
+        [message.model_dump(include=set(same)) for message in originals]
+    assert [m.created_at.replace(tzinfo=None) for m in copies] == [m.created_at for m in originals]  # naive UTC
+
+    async def add_one() -> Message:
+        store = Store(postgres_url)
+        await store.open()
+        try:
+            return await store.add(Message(author='Cy', author_id='cy', body='after the copy'))
+        finally:
+            await store.close()
+    assert asyncio.run(add_one()).id == originals[-1].id + 1  # type: ignore[operator]
+
+
+@pytest.fixture
+def app_args(postgres_url: str) -> list[str]:
+    return ['--no-browser', '--no-seed', '--db', postgres_url, '--provider', 'demo']
+
+
+async def test_the_app_runs_on_postgresql(user: User, room: Room) -> None:
+    await open_room(user)
+    user.find(marker='input').type('@gpt hello from PostgreSQL')
+    user.find(marker='send').click()
+    await user.should_see('hello from PostgreSQL')
+    for _ in range(200):
+        replies = [m for m in await room.store.recent(10) if m.kind == Kind.BOT]
+        if replies and replies[0].status == Status.DONE:
+            break
+        await asyncio.sleep(0.05)
+    assert replies[0].status == Status.DONE and replies[0].body
+    await eventually(lambda: 'tokens' in status_shown(user, replies[0].id))  # type: ignore[arg-type]
