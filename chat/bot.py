@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -227,6 +228,11 @@ class Bot:
         self.replies: dict[int, ReplyStream] = {}  # in progress, by the bot message's id
         self.claimed: set[str] = set()  # people with a question being answered
         self.collections = FullCollectionsWhenQuiet()  # no stop-the-world pause while text streams to the tabs
+        # Several instances on one PostgreSQL room (chat/relay.py sets these): replies other instances stream
+        # (their text so far), how to ask them for a Stop, and the lease a reply streamed here starts with.
+        self.remote_text: dict[int, str] = {}
+        self.stop_elsewhere: Callable[[int], None] | None = None
+        self.lease_seconds: float | None = None
 
     def check_can_answer(self, person_id: str) -> None:
         """Raise MessageRefused if this person already has a reply pending, or the room is at its limit."""
@@ -250,6 +256,7 @@ class Bot:
             message = await self.room.store.add(Message(
                 kind=Kind.BOT, author=self.provider.name, author_id='bot', status=Status.THINKING,
                 reply_to=question.id, model=getattr(self.provider, 'model', None),
+                lease_until=utc_now() + timedelta(seconds=self.lease_seconds) if self.lease_seconds else None,
             ))
         except Exception:
             self.release(question.author_id)
@@ -264,11 +271,13 @@ class Bot:
     def stop(self, message_id: int) -> None:
         if reply := self.replies.get(message_id):
             reply.stop()
+        elif message_id in self.remote_text and self.stop_elsewhere:  # another instance streams it
+            self.stop_elsewhere(message_id)
 
     def text_so_far(self, message_id: int) -> str | None:
         """The text tabs have been sent of a reply in progress (None once it has ended)."""
         reply = self.replies.get(message_id)
-        return reply.message.body if reply else None
+        return reply.message.body if reply else self.remote_text.get(message_id)
 
     def forget(self, reply: ReplyStream) -> None:
         self.replies.pop(reply.id, None)

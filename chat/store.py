@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,7 +46,9 @@ class Store:
     async def open(self) -> None:
         """Create or upgrade the tables; mark replies a previous process left in progress as interrupted."""
         await asyncio.get_running_loop().run_in_executor(self._worker, upgrade, self.engine)
-        count = await self.mark_interrupted()
+        # Alone on SQLite, any reply left in progress lost its process. On PostgreSQL another instance may be
+        # streaming it: only a reply whose lease ran out is over (chat/relay.py).
+        count = await self.mark_interrupted(only_expired_leases=self.engine.dialect.name == 'postgresql')
         if count:
             log.warning('%d reply(s) left in progress by a previous run are now marked interrupted', count)
 
@@ -91,11 +94,23 @@ class Store:
     async def count(self) -> int:
         return await self._run(lambda session: session.exec(select(func.count()).select_from(Message)).one())
 
-    async def mark_interrupted(self) -> int:
-        statement = update(Message).where(col(Message.status).in_([Status.THINKING, Status.STREAMING])) \
-            .values(status=Status.INTERRUPTED, error='Interrupted: the server stopped while this reply was written.',
-                    updated_at=utc_now())
-        return await self._run(lambda session: session.exec(statement).rowcount, write=True)
+    async def mark_interrupted(self, *, only_expired_leases: bool = False) -> int:
+        return len(await self.interrupt_replies(only_expired_leases=only_expired_leases))
+
+    async def interrupt_replies(self, *, only_expired_leases: bool) -> list[int]:
+        """Mark replies in progress as interrupted (all, or those whose instance stopped renewing their lease);
+        returns their ids."""
+        in_progress = col(Message.status).in_([Status.THINKING, Status.STREAMING])
+        if only_expired_leases:
+            in_progress &= col(Message.lease_until).is_(None) | (col(Message.lease_until) < utc_now())
+        statement = update(Message).where(in_progress).returning(col(Message.id)).values(
+            status=Status.INTERRUPTED, error='Interrupted: the server stopped while this reply was written.',
+            updated_at=utc_now())
+        return await self._run(lambda session: list(session.exec(statement).scalars()), write=True)
+
+    async def renew_leases(self, message_ids: list[int], until: datetime) -> None:
+        statement = update(Message).where(col(Message.id).in_(message_ids)).values(lease_until=until)
+        await self._run(lambda session: session.exec(statement), write=True)
 
     async def delete_all(self) -> int:
         return await self._run(lambda session: session.exec(delete(Message)).rowcount, write=True)

@@ -4,6 +4,8 @@ into another database (chat/copy_room.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,16 @@ from chat.copy_room import copy_room
 from chat.models import Kind, Message, Status
 from chat.schema import upgrade
 from chat.store import Store, create_database_engine
+
+TABLE_BEFORE_MIGRATIONS = """
+CREATE TABLE message (
+    id INTEGER NOT NULL, kind VARCHAR(20) NOT NULL, author VARCHAR NOT NULL, author_id VARCHAR NOT NULL,
+    body VARCHAR NOT NULL, status VARCHAR(20) NOT NULL, reply_to INTEGER, error VARCHAR, model VARCHAR,
+    prompt_tokens INTEGER, completion_tokens INTEGER, first_token_ms INTEGER, duration_ms INTEGER,
+    created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, PRIMARY KEY (id));
+CREATE INDEX ix_message_status ON message (status);
+CREATE INDEX ix_message_author_id ON message (author_id);
+"""
 
 
 def differences_from_the_models(url: str) -> list:
@@ -54,12 +66,11 @@ def test_a_new_database_gets_exactly_the_models_tables(tmp_path: Path) -> None:
 
 def test_a_room_made_before_migrations_keeps_its_messages(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / 'old.db')
-    engine = create_engine(url)
-    SQLModel.metadata.create_all(engine)  # what the app did before it had migrations
-    with Session(engine) as session:
-        session.add(Message(author='Ann', author_id='ann', body='from before'))
-        session.commit()
-    engine.dispose()
+    with contextlib.closing(sqlite3.connect(tmp_path / 'old.db')) as connection, connection:
+        connection.executescript(TABLE_BEFORE_MIGRATIONS)  # what create_all made before the app had migrations
+        connection.execute("INSERT INTO message (kind, author, author_id, body, status, created_at, updated_at) "
+                           "VALUES ('user', 'Ann', 'ann', 'from before', 'done', '2026-11-01 10:00:00', "
+                           "'2026-11-01 10:00:00')")
     upgrade(create_database_engine(url))
     engine = create_engine(url)
     with Session(engine) as session:

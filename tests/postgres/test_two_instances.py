@@ -1,0 +1,261 @@
+"""Two app instances as real processes on one PostgreSQL room (chat/relay.py): a tab on each, watched through
+NiceGUI's own socket protocol (bench/socket_tab.py), against the local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sqlmodel import Session, select
+
+from bench.socket_tab import SocketTab, acknowledge_forever
+from chat.models import Kind, Message, Status
+from chat.relay import LEASE_SECONDS, SWEEP_EVERY
+from chat.store import create_database_engine
+
+from ..fake_openai import FakeOpenAI, numbered_tokens
+
+ROOT = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+class Instance:
+    """`python main.py` on one port, on the shared database."""
+
+    def __init__(self, db_url: str, model_url: str, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f'http://127.0.0.1:{self.port}'
+        environment = {name: value for name, value in os.environ.items() if not name.startswith('PYTEST_')}
+        environment.update(OPENAI_API_KEY='sk-test', OPENAI_BASE_URL=model_url)
+        self.log_path = log_path
+        with log_path.open('wb') as log:
+            self.process = subprocess.Popen(
+                [sys.executable, 'main.py', '--no-browser', '--no-seed', '--port', str(self.port), '--db', db_url,
+                 '--provider', 'openai', '--retries', '0'], cwd=ROOT, env=environment, stdout=log, stderr=log)
+
+    def wait_until_serving(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f'the instance ended:\n{self.log_path.read_text()[-3000:]}'
+            with socket.socket() as sock:
+                if sock.connect_ex(('127.0.0.1', self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f'the instance did not start:\n{self.log_path.read_text()[-3000:]}')
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def model_server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def instances(postgres_url: str, model_server: FakeOpenAI, tmp_path: Path) -> Iterator[tuple[Instance, Instance]]:
+    pair = (Instance(postgres_url, model_server.base_url, tmp_path / 'a.log'),
+            Instance(postgres_url, model_server.base_url, tmp_path / 'b.log'))
+    try:
+        for instance in pair:
+            instance.wait_until_serving()
+        yield pair
+    finally:
+        for instance in pair:
+            instance.stop()
+
+
+@asynccontextmanager
+async def tabs_on(*instances: Instance) -> AsyncIterator[list[SocketTab]]:
+    async with aiohttp.ClientSession() as session:
+        tabs = [SocketTab(session, instance.url, keep_frames=True) for instance in instances]
+        acknowledging = asyncio.create_task(acknowledge_forever(tabs))
+        try:
+            for tab in tabs:
+                await tab.open()
+                await asyncio.wait_for(tab.ready.wait(), 20)
+            yield tabs
+        finally:
+            acknowledging.cancel()
+            await asyncio.gather(*(tab.close() for tab in tabs), return_exceptions=True)
+
+
+def streamed_text(tab: SocketTab, reply_id: int) -> str:
+    """The reply's text as this tab received it while it streamed (the `grew` messages, put together by offset)."""
+    text = ''
+    for frame in tab.frames or []:
+        if frame.startswith('42["grew",'):
+            piece = json.loads(frame[2:])[1].get(str(reply_id))
+            if piece and piece[0] <= len(text):
+                text += piece[1][len(text) - piece[0]:]
+    return text
+
+
+def shown_text(tab: SocketTab, reply_id: int) -> str:
+    """What the tab shows of a reply while it streams, as streaming_text.js puts it together: the text its element
+    was made with, then each piece by its offset, including pieces that arrived before the element (kept early)."""
+    initial: str | None = None
+    pieces: list[tuple[int, str]] = []
+    for frame in tab.frames or []:
+        if frame.startswith('42["update",') and initial is None:  # the reply's streaming element, as first made
+            initial = next((element['props']['text'] for element in json.loads(frame[2:])[1].values()
+                            if isinstance(element, dict) and element.get('props', {}).get('message-id') == reply_id),
+                           None)
+        elif frame.startswith('42["grew",') and (piece := json.loads(frame[2:])[1].get(str(reply_id))):
+            pieces.append((piece[0], piece[1]))
+    text = initial or ''
+    for offset, piece in pieces:
+        if offset <= len(text):
+            text += piece[len(text) - offset:]
+    return text
+
+
+def page_elements(tab: SocketTab) -> dict[str, dict]:
+    """Every element this tab was sent, in its latest state (NiceGUI's `update` messages: element id -> element)."""
+    elements: dict[str, dict] = {}
+    for frame in tab.frames or []:
+        if frame.startswith('42["update",'):
+            elements.update({key: value for key, value in json.loads(frame[2:])[1].items() if key != '_id'})
+    return elements
+
+
+async def press_stop(tab: SocketTab, reply_id: int) -> None:
+    """Click the Stop button in the reply's bubble, as the browser reports a click."""
+    elements = page_elements(tab)
+    bubble = next(key for key, element in elements.items()
+                  if element and element.get('props', {}).get('data-message-id') == str(reply_id))
+    waiting, button = [bubble], None
+    while waiting and button is None:
+        element = elements.get(waiting.pop()) or {}
+        click = next((event for event in element.get('events', []) if event['type'] == 'click'), None)
+        if click and element.get('props', {}).get('label') == 'Stop':
+            button = (element, click)
+        waiting += [str(child) for child in element.get('children', [])]
+    assert button is not None, 'no Stop button in the reply\'s bubble'
+    element_id = next(key for key, value in elements.items() if value is button[0])
+    await tab._emit('event', {'id': int(element_id), 'client_id': tab.client_id,
+                              'listener_id': button[1]['listener_id'], 'args': ['{}']})
+
+
+def stored(db_url: str) -> list[Message]:
+    engine = create_database_engine(db_url)
+    try:
+        with Session(engine) as session:
+            return list(session.exec(select(Message).order_by(Message.id)))  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+
+
+async def until(condition, timeout: float, message: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(0.1)
+    return result
+
+
+async def test_a_message_and_a_reply_streamed_by_one_instance_reach_the_other_live(
+        instances: tuple[Instance, Instance], postgres_url: str, model_server: FakeOpenAI) -> None:
+    async with tabs_on(*instances) as (tab_a, tab_b):
+        await tab_a.ask('hello from the first instance')
+        await until(lambda: any('hello from the first instance' in frame for frame in tab_b.frames or []), 10,
+                    'the message did not reach the tab of the other instance')
+
+        await tab_a.ask('@gpt count for us [[tokens:150]] [[delay:0.02]]')
+        reply = await until(lambda: next((m for m in stored(postgres_url) if m.kind == Kind.BOT), None), 10,
+                            'no reply was stored')
+        await until(lambda: len(streamed_text(tab_b, reply.id)) > 20, 10,
+                    'the reply did not grow in the other instance\'s tab')
+        assert stored(postgres_url)[-1].status.in_progress  # it grew there while it was still being written
+        done = await until(lambda: next((m for m in stored(postgres_url) if m.id == reply.id
+                                         and not m.status.in_progress), None), 20, 'the reply did not end')
+        assert done.status == Status.DONE
+        assert done.body == ''.join(numbered_tokens(150))
+        assert streamed_text(tab_b, reply.id) == done.body  # every piece, live, in order
+        assert streamed_text(tab_a, reply.id) == done.body
+
+
+async def test_an_instance_started_mid_reply_shows_it_to_its_tabs_and_follows_it_to_the_end(
+        postgres_url: str, model_server: FakeOpenAI, instances: tuple[Instance, Instance], tmp_path: Path) -> None:
+    first, _ = instances
+    async with tabs_on(first) as (tab_a,):
+        await tab_a.ask('@gpt a long one [[tokens:400]] [[delay:0.02]]')
+        reply = await until(lambda: next((m for m in stored(postgres_url) if m.kind == Kind.BOT), None), 10,
+                            'no reply was stored')
+        await until(lambda: len(streamed_text(tab_a, reply.id)) > 100, 10, 'the reply did not start')
+        late = Instance(postgres_url, model_server.base_url, tmp_path / 'late.log')  # as if restarted
+        try:
+            late.wait_until_serving()
+            async with tabs_on(late) as (tab_late,):
+                assert stored(postgres_url)[-1].status.in_progress, 'the reply ended before the late tab opened'
+                done = await until(lambda: next((m for m in stored(postgres_url) if m.id == reply.id
+                                                 and not m.status.in_progress), None), 20, 'the reply did not end')
+                await asyncio.sleep(0.5)
+                assert done.body == ''.join(numbered_tokens(400))
+                # It started from the text so far and followed the rest live, without a gap or a repeat (a tab
+                # whose text had a gap would ask for the text so far; these tabs run no JavaScript and do not).
+                assert shown_text(tab_late, reply.id) == done.body
+        finally:
+            late.stop()
+
+
+async def test_stop_pressed_on_the_other_instance_stops_the_reply(
+        instances: tuple[Instance, Instance], postgres_url: str, model_server: FakeOpenAI) -> None:
+    async with tabs_on(*instances) as (tab_a, tab_b):
+        await tab_a.ask('@gpt a long one [[tokens:2000]] [[delay:0.02]]')
+        reply = await until(lambda: next((m for m in stored(postgres_url) if m.kind == Kind.BOT), None), 10,
+                            'no reply was stored')
+        await until(lambda: len(streamed_text(tab_b, reply.id)) > 20, 10, 'the reply did not start')
+        await asyncio.sleep(0.3)  # the Stop button's element reaches the tab with the reply's bubble
+        await press_stop(tab_b, reply.id)
+        ended = await until(lambda: next((m for m in stored(postgres_url) if m.id == reply.id
+                                          and not m.status.in_progress), None), 5, 'Stop from B did not end it')
+        assert ended.status == Status.STOPPED
+        await until(lambda: model_server.open_streams == 0, 3, 'the request to the model stayed open')
+        assert len(model_server.sent) < 2000, 'the model finished its whole reply: Stop did not reach it'
+        assert ''.join(numbered_tokens(2000)).startswith(ended.body)
+        await until(lambda: '"data-status":"stopped"' in ''.join(tab_b.frames or []), 5, 'B\'s tab was not told')
+
+
+async def test_a_reply_whose_instance_dies_is_marked_interrupted_by_the_other(
+        instances: tuple[Instance, Instance], postgres_url: str) -> None:
+    first, second = instances
+    async with tabs_on(first, second) as (tab_a, tab_b):
+        await tab_a.ask('@gpt a long one [[tokens:2000]] [[delay:0.02]]')
+        reply = await until(lambda: next((m for m in stored(postgres_url) if m.kind == Kind.BOT), None), 10,
+                            'no reply was stored')
+        await until(lambda: len(streamed_text(tab_b, reply.id)) > 20, 10, 'the reply did not start')
+        await until(lambda: next(m for m in stored(postgres_url) if m.id == reply.id).body, 5, 'no text saved')
+        first.process.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        ended = await until(lambda: next((m for m in stored(postgres_url) if m.id == reply.id
+                                          and not m.status.in_progress), None),
+                            LEASE_SECONDS + SWEEP_EVERY + 5, 'the other instance never ended the orphaned reply')
+        assert ended.status == Status.INTERRUPTED
+        assert time.monotonic() - killed_at <= LEASE_SECONDS + SWEEP_EVERY + 5
+        assert ended.body and ''.join(numbered_tokens(2000)).startswith(ended.body)  # its text up to the last flush
+        await until(lambda: any('"data-status":"interrupted"' in frame for frame in tab_b.frames or []), 5,
+                    'the other instance\'s tab was not told')
