@@ -120,11 +120,11 @@ class FakeServer:
 class AppServer:
     """The app in its own process: `python -m bench.serve` (main.py plus a stats route) or `python -m bench.naive`."""
 
-    def __init__(self, variant: str, db: Path, openai_url: str, workdir: Path) -> None:
+    def __init__(self, variant: str, db: Path | str, openai_url: str, workdir: Path, name: str = '') -> None:
         self.variant = variant
-        self.db = db
+        self.db = db  # an SQLite file, or a database URL (bench/two_instances.py)
         self.openai_url = openai_url
-        self.log_path = workdir / f'{db.stem}.log'
+        self.log_path = workdir / f'{name or Path(db).stem}.log'
         self.port = free_port()
         self.url = f'http://127.0.0.1:{self.port}'
         self._process: asyncio.subprocess.Process | None = None

@@ -261,6 +261,8 @@ class Bot:
         except Exception:
             self.release(question.author_id)
             raise
+        if self.lease_seconds:  # the lease by the database's clock from now on (chat/relay.py renews it)
+            await self.room.store.renew_leases([message.id], self.lease_seconds)  # type: ignore[list-item]
         reply = ReplyStream(self.room, message, question.author_id, self.provider, self.settings)
         self.replies[reply.id] = reply
         self.collections.streaming_started()

@@ -8,7 +8,9 @@ holds at most 8,000 bytes: messages travel as their id (the others read the row,
 sent), text in pieces of at most PIECE_CHARS characters.
 
 A reply is streamed by the instance that was asked. It keeps the reply's lease in the database LEASE_SECONDS in
-the future; every instance looks for replies whose lease ran out (their instance died) and marks them interrupted.
+the future (by the database's clock, so the machines' clocks do not matter); every instance looks for replies whose
+lease ran out (their instance died) and marks them interrupted. A notice can be missed (an instance starting, a
+lost connection): every SWEEP_EVERY seconds each instance also compares its room with the database and catches up.
 """
 
 from __future__ import annotations
@@ -17,20 +19,19 @@ import asyncio
 import contextlib
 import json
 import logging
-from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
 import psycopg
 from sqlalchemy.engine import make_url
 
-from .models import Message, Status, utc_now
+from .models import Message, Status
 from .room import Room
 
 log = logging.getLogger(__name__)
 
 CHANNEL = 'chat_room'
-PIECE_CHARS = 1000  # at most 6 bytes a character as JSON (an escaped control character): 6,000 bytes and the rest
+PIECE_CHARS = 1000  # sent as UTF-8 JSON: at most 6 bytes a character (an escaped control character)
 LEASE_SECONDS = 10.0
 RENEW_EVERY = LEASE_SECONDS / 4
 SWEEP_EVERY = LEASE_SECONDS / 2
@@ -44,8 +45,8 @@ class PostgresRelay:
         self.instance = uuid4().hex[:12]
         self.outbox: asyncio.Queue[str] = asyncio.Queue()
         self.repeating = False  # while this relay emits another instance's news (not to be announced again)
-        self.tasks: list[asyncio.Task] = []
-        self.connections: list[psycopg.AsyncConnection] = []
+        self.listening: list[asyncio.Task] = []
+        self.sending: asyncio.Task | None = None
         room.added.subscribe(self.on_added)
         room.grew.subscribe(self.on_grew)
         room.changed.subscribe(self.on_changed)
@@ -54,33 +55,36 @@ class PostgresRelay:
 
     async def start(self) -> None:
         await self.room.ready.wait()  # NiceGUI runs start-up hooks side by side: the room opens first
-        listener = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-        await listener.execute(f'LISTEN {CHANNEL}')
-        sender = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-        self.connections = [listener, sender]
-        for in_progress in self.room.recent:  # replies another instance is streaming: their text so far
-            if in_progress.status.in_progress and in_progress.id not in self.room.bot.replies:
-                self.room.bot.remote_text[in_progress.id] = in_progress.body  # type: ignore[index]
-        self.tasks = [asyncio.create_task(self.listen(listener), name='relay: listen'),
-                      asyncio.create_task(self.send(sender), name='relay: send'),
-                      asyncio.create_task(self.keep_leases(), name='relay: leases')]
+        self.listening = [asyncio.create_task(self.listen(), name='relay: listen'),
+                          asyncio.create_task(self.keep_leases(), name='relay: leases and catching up')]
+        self.sending = asyncio.create_task(self.send(), name='relay: send')
         log.info('several-instance mode: this instance is %s, news travels over PostgreSQL LISTEN/NOTIFY',
                  self.instance)
 
-    async def stop(self) -> None:
-        with contextlib.suppress(TimeoutError):  # what is still to tell the others, unless they cannot be reached
-            await asyncio.wait_for(self.outbox.join(), 2)
-        for task in self.tasks:
+    async def stop_listening(self) -> None:
+        """Before the room closes: no more news from the others, no more database work."""
+        for task in self.listening:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        for connection in self.connections:
-            await connection.close()
+        await asyncio.gather(*self.listening, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """After the room closed: tell the others what is left (its replies ended as interrupted), then stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.outbox.join(), 2)
+        if self.sending:
+            self.sending.cancel()
+            await asyncio.gather(self.sending, return_exceptions=True)
+
+    async def connect(self) -> psycopg.AsyncConnection:
+        # Keepalives: a connection that died without a word (a network cut) is noticed within a minute.
+        return await psycopg.AsyncConnection.connect(self.url, autocommit=True, keepalives=1, keepalives_idle=20,
+                                                     keepalives_interval=5, keepalives_count=4)
 
     # what happens here, told to the others
 
     def announce(self, news: dict[str, Any]) -> None:
         if not self.repeating:
-            self.outbox.put_nowait(json.dumps({'from': self.instance, **news}))
+            self.outbox.put_nowait(json.dumps({'from': self.instance, **news}, ensure_ascii=False))
 
     def on_added(self, message: Message) -> None:
         self.announce({'e': 'added', 'id': message.id})
@@ -93,27 +97,47 @@ class PostgresRelay:
     def on_changed(self, message: Message) -> None:
         self.announce({'e': 'changed', 'id': message.id, **{name: getattr(message, name) for name in STATUS_FIELDS}})
 
-    async def send(self, connection: psycopg.AsyncConnection) -> None:
+    async def send(self) -> None:
+        connection: psycopg.AsyncConnection | None = None
         while True:  # one at a time, in order: a reply's text arrives after the reply, its end after its text
             payload = await self.outbox.get()
             try:
+                connection = connection if connection and not connection.closed else await self.connect()
                 await connection.execute('SELECT pg_notify(%s, %s)', (CHANNEL, payload))
             except Exception:
-                log.exception('could not tell the other instances: %s', payload[:200])
+                log.exception('could not tell the other instances (they catch up within %g s): %s', SWEEP_EVERY,
+                              payload[:200])
+                connection = None
             finally:
                 self.outbox.task_done()
 
     # what happened elsewhere, told to this instance's tabs
 
-    async def listen(self, connection: psycopg.AsyncConnection) -> None:
-        async for notice in connection.notifies():
-            news = json.loads(notice.payload)
-            if news['from'] == self.instance:
-                continue
+    async def listen(self) -> None:
+        delay = 1.0
+        while True:
             try:
-                await self.repeat(news)  # awaited: the next notice waits, so the order holds
+                async with await self.connect() as connection:
+                    await connection.execute(f'LISTEN {CHANNEL}')
+                    await self.catch_up()  # what happened before this instance listened
+                    delay = 1.0
+                    async for notice in connection.notifies():
+                        await self.take(notice.payload)  # awaited: the next notice waits, so the order holds
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                log.exception('could not repeat news from instance %s: %s', news['from'], notice.payload[:200])
+                log.exception('lost the PostgreSQL connection for news from the other instances; retrying in %g s',
+                              delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def take(self, payload: str) -> None:
+        try:
+            news = json.loads(payload)
+            if news['from'] != self.instance:
+                await self.repeat(news)
+        except Exception:
+            log.exception('could not repeat news from another instance: %s', payload[:200])
 
     @contextlib.contextmanager
     def repeating_news(self):  # type: ignore[no-untyped-def]
@@ -123,36 +147,23 @@ class PostgresRelay:
         finally:
             self.repeating = False
 
+    def known(self, message_id: int) -> Message | None:
+        return next((message for message in self.room.recent if message.id == message_id), None)
+
     async def repeat(self, news: dict[str, Any]) -> None:
         bot = self.room.bot
         message_id = news['id']
         if news['e'] == 'stop':
-            bot.stop(message_id)
+            if reply := bot.replies.get(message_id):  # only the instance streaming it: never passed on again
+                reply.stop()
         elif news['e'] == 'added':
             message = await self.room.store.get(message_id)
-            if message is None or any(known.id == message_id for known in self.room.recent):
-                return
-            if message.status.in_progress:
-                bot.remote_text[message_id] = message.body
-            with self.repeating_news():
-                self.room.publish(message)
+            if message is not None and self.known(message_id) is None:
+                self.show_added(message)
         elif news['e'] == 'grew':
-            text = bot.remote_text.get(message_id)
-            if text is None:
-                return  # a reply this instance never saw begin (it started later): its end will show it whole
-            at, piece = news['at'], news['text']
-            if at > len(text):  # this instance started mid-reply: what it missed is in the database, up to a flush
-                stored = await self.room.store.get(message_id)
-                if stored is None or len(stored.body) < at:
-                    return  # not saved yet (at most 250 ms): a later piece fills this one in
-                piece, at = stored.body[len(text):at] + piece, len(text)
-            new_text = piece[len(text) - at:]
-            bot.remote_text[message_id] = text + new_text
-            if new_text:
-                with self.repeating_news():
-                    self.room.grew.emit(message_id, len(text), new_text)
-        elif news['e'] == 'changed':
-            message = next((known for known in self.room.recent if known.id == message_id), None)
+            await self.show_grew(message_id, news['at'], news['text'])
+        elif news['e'] == 'changed' and message_id not in bot.replies:  # a reply streamed here is told by no one
+            message = self.known(message_id) or await self.room.store.get(message_id)
             if message is None:
                 return
             for name in STATUS_FIELDS:
@@ -165,33 +176,64 @@ class PostgresRelay:
             with self.repeating_news():
                 self.room.changed.emit(message)
 
+    def show_added(self, message: Message) -> None:
+        if message.status.in_progress and message.id not in self.room.bot.replies:
+            self.room.bot.remote_text[message.id] = message.body  # type: ignore[index]
+        with self.repeating_news():
+            self.room.publish(message)
+
+    async def show_grew(self, message_id: int, at: int, piece: str) -> None:
+        text = self.room.bot.remote_text.get(message_id)
+        if text is None:
+            return  # a reply this instance does not show as in progress
+        if at > len(text):  # a piece was missed (this instance started mid-reply): the database has it, to a flush
+            stored = await self.room.store.get(message_id)
+            if stored is None or len(stored.body) < at:
+                return  # not saved yet (at most 250 ms): a later piece fills this one in
+            piece, at = stored.body[len(text):at] + piece, len(text)
+        new_text = piece[len(text) - at:]
+        self.room.bot.remote_text[message_id] = text + new_text
+        if new_text:
+            with self.repeating_news():
+                self.room.grew.emit(message_id, len(text), new_text)
+
+    async def catch_up(self) -> None:
+        """Compare this instance's room with the database: messages it never heard of, replies that ended."""
+        for stored in await self.room.store.recent(self.room.settings.history_size):
+            message = self.known(stored.id)  # type: ignore[arg-type]
+            remote = stored.id not in self.room.bot.replies
+            if message is None:
+                self.show_added(stored)
+            elif remote and message.status.in_progress and stored.id not in self.room.bot.remote_text:
+                self.room.bot.remote_text[stored.id] = message.body  # type: ignore[index]  # loaded as the room opened
+            if message is not None and stored.id in self.room.bot.remote_text and not stored.status.in_progress:
+                for name in (*STATUS_FIELDS, 'body'):
+                    setattr(message, name, getattr(stored, name))
+                self.room.bot.remote_text.pop(stored.id, None)  # type: ignore[arg-type]
+                with self.repeating_news():
+                    self.room.changed.emit(message)
+
     # leases
 
     async def keep_leases(self) -> None:
-        """Renew the leases of the replies streamed here; end the replies whose instance stopped renewing."""
+        """Renew the leases of the replies streamed here; end the replies whose instance stopped renewing; catch up
+        with anything a missed notice did not tell."""
         renewed_at = swept_at = 0.0
         loop = asyncio.get_running_loop()
         while True:
             try:
                 if loop.time() - renewed_at >= RENEW_EVERY:
-                    renewed_at = loop.time()
                     if local := list(self.room.bot.replies):
-                        await self.room.store.renew_leases(local, utc_now() + timedelta(seconds=LEASE_SECONDS))
+                        await self.room.store.renew_leases(local, LEASE_SECONDS)
+                    renewed_at = loop.time()
                 if loop.time() - swept_at >= SWEEP_EVERY:
                     swept_at = loop.time()
-                    for message_id in await self.room.store.interrupt_replies(only_expired_leases=True):
-                        await self.end_lost_reply(message_id)
+                    for message_id in await self.room.store.interrupt_replies(
+                            only_expired_leases=True, sparing=list(self.room.bot.replies)):
+                        log.warning('reply %s lost its instance (its lease ran out): marked interrupted', message_id)
+                    await self.catch_up()  # shows those ends here; the other instances' catching up, there
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 log.exception('could not keep the replies\' leases')
             await asyncio.sleep(1.0)
-
-    async def end_lost_reply(self, message_id: int) -> None:
-        log.warning('reply %s lost its instance (its lease ran out): marked interrupted', message_id)
-        stored = await self.room.store.get(message_id)
-        message = next((known for known in self.room.recent if known.id == message_id), None)
-        if stored is None or message is None:
-            return
-        for name in (*STATUS_FIELDS, 'body'):
-            setattr(message, name, getattr(stored, name))
-        self.room.bot.remote_text.pop(message_id, None)
-        self.room.changed.emit(message)  # announced too: the other instances end it in their tabs

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,19 +97,23 @@ class Store:
     async def mark_interrupted(self, *, only_expired_leases: bool = False) -> int:
         return len(await self.interrupt_replies(only_expired_leases=only_expired_leases))
 
-    async def interrupt_replies(self, *, only_expired_leases: bool) -> list[int]:
-        """Mark replies in progress as interrupted (all, or those whose instance stopped renewing their lease);
-        returns their ids."""
+    async def interrupt_replies(self, *, only_expired_leases: bool, sparing: list[int] | None = None) -> list[int]:
+        """Mark replies in progress as interrupted (all, or those whose instance stopped renewing their lease, by
+        the database's clock), except those in `sparing`; returns their ids."""
         in_progress = col(Message.status).in_([Status.THINKING, Status.STREAMING])
         if only_expired_leases:
-            in_progress &= col(Message.lease_until).is_(None) | (col(Message.lease_until) < utc_now())
+            in_progress &= col(Message.lease_until).is_(None) | (col(Message.lease_until) < func.now())
+        if sparing:
+            in_progress &= col(Message.id).not_in(sparing)
         statement = update(Message).where(in_progress).returning(col(Message.id)).values(
             status=Status.INTERRUPTED, error='Interrupted: the server stopped while this reply was written.',
             updated_at=utc_now())
         return await self._run(lambda session: list(session.exec(statement).scalars()), write=True)
 
-    async def renew_leases(self, message_ids: list[int], until: datetime) -> None:
-        statement = update(Message).where(col(Message.id).in_(message_ids)).values(lease_until=until)
+    async def renew_leases(self, message_ids: list[int], seconds: float) -> None:
+        """Keep these replies' leases `seconds` in the future, by the database's clock (not this machine's)."""
+        statement = update(Message).where(col(Message.id).in_(message_ids)) \
+            .values(lease_until=func.now() + timedelta(seconds=seconds))
         await self._run(lambda session: session.exec(statement), write=True)
 
     async def delete_all(self) -> int:

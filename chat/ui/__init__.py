@@ -43,12 +43,15 @@ def build_app(settings: Settings) -> Room:
     app.state.room = room  # FastAPI's place for app-wide objects; the tests reach the room through it
     app.state.reply_text_broadcast = broadcast = ReplyTextBroadcast(room)
     app.on_startup(start)
-    app.on_shutdown(room.close)  # shutdown hooks run one after the other, in this order
+    relay = None
     if settings.db_url.startswith('postgresql'):  # several instances may share this room: relay the news
         from ..relay import PostgresRelay  # psycopg is an optional extra
 
         relay = PostgresRelay(room, settings.db_url)
         app.on_startup(relay.start)
+        app.on_shutdown(relay.stop_listening)  # shutdown hooks run one after the other, in this order
+    app.on_shutdown(room.close)
+    if relay:
         app.on_shutdown(relay.stop)  # after the room closed: its replies' "interrupted" still reach the others
     register_page(room, broadcast, Pacer())
     return room
