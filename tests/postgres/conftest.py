@@ -73,3 +73,12 @@ def postgres_url(postgres_server: str) -> str:
     with psycopg.connect(postgres_server.replace('+psycopg', ''), autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE {name}')
     return postgres_server.rsplit('/', 1)[0] + f'/{name}'
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder is marked `postgres` (`pytest -m postgres` runs them alone, `-m "not postgres"`
+    leaves them out)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.postgres)
