@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.postgres.conftest import postgres_server
+from tests.postgres.conftest import private_postgres
 
 from .processes import AppServer, FakeServer
 from .scenarios import Result, Run, score
@@ -69,13 +69,8 @@ def main() -> None:
     parser.add_argument('--tokens', type=int, default=2000)
     parser.add_argument('--rate', type=float, default=100.0, help='tokens per second')
     arguments = parser.parse_args()
-    server = postgres_server.__wrapped__()  # the tests' private PostgreSQL, as a plain generator
-    db_url = next(server)
-    try:
-        with tempfile.TemporaryDirectory(prefix='chat-two-instances-') as workdir:
-            asyncio.run(measure(arguments.tabs, arguments.tokens, arguments.rate, Path(workdir), db_url))
-    finally:
-        server.close()
+    with private_postgres() as db_url, tempfile.TemporaryDirectory(prefix='chat-two-instances-') as workdir:
+        asyncio.run(measure(arguments.tabs, arguments.tokens, arguments.rate, Path(workdir), db_url))
 
 
 if __name__ == '__main__':

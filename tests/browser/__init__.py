@@ -57,7 +57,7 @@ def child_environment(**extra: str) -> dict[str, str]:
     """The environment for `python main.py`: without pytest's variables (with PYTEST_CURRENT_TEST set, NiceGUI
     believes it runs inside its own screen test and crashes), without the machine's keys and chat settings."""
     env = {name: value for name, value in os.environ.items()
-           if not name.startswith(('PYTEST_', 'OPENAI_', 'OPEN_API_', 'CHAT_'))}
+           if not name.startswith(('PYTEST_', 'OPENAI_', 'OPEN_API_', 'CHAT_')) and name != 'DATABASE_URL'}
     env['PYTHONUNBUFFERED'] = '1'  # the log file then shows what happened up to a crash
     env.update(extra)
     return env

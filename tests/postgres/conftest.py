@@ -8,6 +8,7 @@ REQUIRE_POSTGRES=1, which turns the skip into a failure.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -36,9 +37,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope='session')
-def postgres_server() -> Iterator[str]:
-    """The URL of a fresh PostgreSQL server's admin database, for the whole test session."""
+@contextlib.contextmanager
+def private_postgres() -> Iterator[str]:
+    """A fresh PostgreSQL server in a temporary folder, while the block runs: the URL of its admin database.
+    (Also used by bench/two_instances.py.)"""
     initdb, pg_ctl = postgres_tool('initdb'), postgres_tool('pg_ctl')
     if not initdb or not pg_ctl:
         reason = 'PostgreSQL is not installed: apt-get install postgresql'
@@ -64,6 +66,13 @@ def postgres_server() -> Iterator[str]:
     finally:
         subprocess.run([*as_owner, pg_ctl, '-D', str(data), '-m', 'immediate', 'stop'], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope='session')
+def postgres_server() -> Iterator[str]:
+    """The private server, for the whole test session."""
+    with private_postgres() as url:
+        yield url
 
 
 @pytest.fixture

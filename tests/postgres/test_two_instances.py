@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -24,49 +20,14 @@ from chat.models import Kind, Message, Status
 from chat.relay import LEASE_SECONDS, SWEEP_EVERY
 from chat.store import create_database_engine
 
+from ..browser import AppProcess, child_environment
 from ..fake_openai import FakeOpenAI, numbered_tokens
 
-ROOT = Path(__file__).parents[2]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-class Instance:
-    """`python main.py` on one port, on the shared database."""
-
-    def __init__(self, db_url: str, model_url: str, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f'http://127.0.0.1:{self.port}'
-        environment = {name: value for name, value in os.environ.items() if not name.startswith('PYTEST_')}
-        environment.update(OPENAI_API_KEY='sk-test', OPENAI_BASE_URL=model_url)
-        self.log_path = log_path
-        with log_path.open('wb') as log:
-            self.process = subprocess.Popen(
-                [sys.executable, 'main.py', '--no-browser', '--no-seed', '--port', str(self.port), '--db', db_url,
-                 '--provider', 'openai', '--retries', '0'], cwd=ROOT, env=environment, stdout=log, stderr=log)
-
-    def wait_until_serving(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f'the instance ended:\n{self.log_path.read_text()[-3000:]}'
-            with socket.socket() as sock:
-                if sock.connect_ex(('127.0.0.1', self.port)) == 0:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(f'the instance did not start:\n{self.log_path.read_text()[-3000:]}')
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def instance(workdir: Path, db_url: str, model_url: str) -> AppProcess:
+    """`python main.py` on a port of its own, on the shared database (a later --db wins over AppProcess's own)."""
+    return AppProcess(workdir, ['--db', db_url, '--provider', 'openai', '--retries', '0'],
+                      env=child_environment(OPENAI_API_KEY='sk-test', OPENAI_BASE_URL=model_url))
 
 
 @pytest.fixture
@@ -76,20 +37,19 @@ def model_server() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def instances(postgres_url: str, model_server: FakeOpenAI, tmp_path: Path) -> Iterator[tuple[Instance, Instance]]:
-    pair = (Instance(postgres_url, model_server.base_url, tmp_path / 'a.log'),
-            Instance(postgres_url, model_server.base_url, tmp_path / 'b.log'))
+def instances(postgres_url: str, model_server: FakeOpenAI, tmp_path: Path) -> Iterator[tuple[AppProcess, AppProcess]]:
+    pair = tuple(instance(tmp_path / name, postgres_url, model_server.base_url) for name in ('a', 'b'))
     try:
-        for instance in pair:
-            instance.wait_until_serving()
-        yield pair
+        for app in pair:
+            app.start()
+        yield pair  # type: ignore[misc]
     finally:
-        for instance in pair:
-            instance.stop()
+        for app in pair:
+            app.stop()
 
 
 @asynccontextmanager
-async def tabs_on(*instances: Instance) -> AsyncIterator[list[SocketTab]]:
+async def tabs_on(*instances: AppProcess) -> AsyncIterator[list[SocketTab]]:
     async with aiohttp.ClientSession() as session:
         tabs = [SocketTab(session, instance.url, keep_frames=True) for instance in instances]
         acknowledging = asyncio.create_task(acknowledge_forever(tabs))
@@ -104,20 +64,15 @@ async def tabs_on(*instances: Instance) -> AsyncIterator[list[SocketTab]]:
 
 
 def streamed_text(tab: SocketTab, reply_id: int) -> str:
-    """The reply's text as this tab received it while it streamed (the `grew` messages, put together by offset)."""
-    text = ''
-    for frame in tab.frames or []:
-        if frame.startswith('42["grew",'):
-            piece = json.loads(frame[2:])[1].get(str(reply_id))
-            if piece and piece[0] <= len(text):
-                text += piece[1][len(text) - piece[0]:]
-    return text
+    """The reply's text as this tab received it in `grew` messages alone, put together by offset."""
+    return shown_text(tab, reply_id, from_start=True)
 
 
-def shown_text(tab: SocketTab, reply_id: int) -> str:
+def shown_text(tab: SocketTab, reply_id: int, *, from_start: bool = False) -> str:
     """What the tab shows of a reply while it streams, as streaming_text.js puts it together: the text its element
-    was made with, then each piece by its offset, including pieces that arrived before the element (kept early)."""
-    initial: str | None = None
+    was made with (or nothing, `from_start`), then each piece by its offset, including pieces that arrived before
+    the element (kept early)."""
+    initial: str | None = '' if from_start else None
     pieces: list[tuple[int, str]] = []
     for frame in tab.frames or []:
         if frame.startswith('42["update",') and initial is None:  # the reply's streaming element, as first made
@@ -178,7 +133,7 @@ async def until(condition, timeout: float, message: str):  # type: ignore[no-unt
 
 
 async def test_a_message_and_a_reply_streamed_by_one_instance_reach_the_other_live(
-        instances: tuple[Instance, Instance], postgres_url: str, model_server: FakeOpenAI) -> None:
+        instances: tuple[AppProcess, AppProcess], postgres_url: str, model_server: FakeOpenAI) -> None:
     async with tabs_on(*instances) as (tab_a, tab_b):
         await tab_a.ask('hello from the first instance')
         await until(lambda: any('hello from the first instance' in frame for frame in tab_b.frames or []), 10,
@@ -199,16 +154,16 @@ async def test_a_message_and_a_reply_streamed_by_one_instance_reach_the_other_li
 
 
 async def test_an_instance_started_mid_reply_shows_it_to_its_tabs_and_follows_it_to_the_end(
-        postgres_url: str, model_server: FakeOpenAI, instances: tuple[Instance, Instance], tmp_path: Path) -> None:
+        postgres_url: str, model_server: FakeOpenAI, instances: tuple[AppProcess, AppProcess], tmp_path: Path) -> None:
     first, _ = instances
     async with tabs_on(first) as (tab_a,):
         await tab_a.ask('@gpt a long one [[tokens:400]] [[delay:0.02]]')
         reply = await until(lambda: next((m for m in stored(postgres_url) if m.kind == Kind.BOT), None), 10,
                             'no reply was stored')
         await until(lambda: len(streamed_text(tab_a, reply.id)) > 100, 10, 'the reply did not start')
-        late = Instance(postgres_url, model_server.base_url, tmp_path / 'late.log')  # as if restarted
+        late = instance(tmp_path / 'late', postgres_url, model_server.base_url)  # as if restarted
         try:
-            late.wait_until_serving()
+            late.start()
             async with tabs_on(late) as (tab_late,):
                 assert stored(postgres_url)[-1].status.in_progress, 'the reply ended before the late tab opened'
                 done = await until(lambda: next((m for m in stored(postgres_url) if m.id == reply.id
@@ -223,7 +178,7 @@ async def test_an_instance_started_mid_reply_shows_it_to_its_tabs_and_follows_it
 
 
 async def test_stop_pressed_on_the_other_instance_stops_the_reply(
-        instances: tuple[Instance, Instance], postgres_url: str, model_server: FakeOpenAI) -> None:
+        instances: tuple[AppProcess, AppProcess], postgres_url: str, model_server: FakeOpenAI) -> None:
     async with tabs_on(*instances) as (tab_a, tab_b):
         await tab_a.ask('@gpt a long one [[tokens:2000]] [[delay:0.02]]')
         reply = await until(lambda: next((m for m in stored(postgres_url) if m.kind == Kind.BOT), None), 10,
@@ -241,7 +196,7 @@ async def test_stop_pressed_on_the_other_instance_stops_the_reply(
 
 
 async def test_a_reply_whose_instance_dies_is_marked_interrupted_by_the_other(
-        instances: tuple[Instance, Instance], postgres_url: str) -> None:
+        instances: tuple[AppProcess, AppProcess], postgres_url: str) -> None:
     first, second = instances
     async with tabs_on(first, second) as (tab_a, tab_b):
         await tab_a.ask('@gpt a long one [[tokens:2000]] [[delay:0.02]]')
@@ -249,7 +204,7 @@ async def test_a_reply_whose_instance_dies_is_marked_interrupted_by_the_other(
                             'no reply was stored')
         await until(lambda: len(streamed_text(tab_b, reply.id)) > 20, 10, 'the reply did not start')
         await until(lambda: next(m for m in stored(postgres_url) if m.id == reply.id).body, 5, 'no text saved')
-        first.process.send_signal(signal.SIGKILL)
+        first.process.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
         killed_at = time.monotonic()
         ended = await until(lambda: next((m for m in stored(postgres_url) if m.id == reply.id
                                           and not m.status.in_progress), None),
