@@ -12,6 +12,7 @@ import sys
 from nicegui import ui
 
 from chat.config import Settings, parse_settings
+from chat.providers import LocalModelError
 from chat.ui import build_app
 
 NATIVE_MISSING = ("--native needs pywebview with Qt, which is not installed. Install it with:\n"
@@ -36,7 +37,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(NATIVE_MISSING)
     if settings.reset and not confirm_reset(settings):
         sys.exit('Nothing was deleted.')
-    build_app(settings)
+    try:
+        build_app(settings)
+    except LocalModelError as error:  # --provider local without the extra, or a --model-path that is not a model
+        sys.exit(str(error))
     if settings.native:  # the window would outlive a plain SIGTERM; let it end the app as Ctrl-C does
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop: no traceback

@@ -21,7 +21,7 @@ from nicegui import background_tasks
 from .config import Settings
 from .gc_policy import FullCollectionsWhenQuiet
 from .models import Kind, Message, Status, utc_now
-from .providers import ChatMessages, Provider, Usage, explain_error
+from .providers import ChatMessages, InLine, Provider, Usage, explain_error
 
 if TYPE_CHECKING:
     from .room import Room
@@ -130,6 +130,9 @@ class ReplyStream:
                 if isinstance(item, Usage):
                     self.usage = item
                     continue
+                if isinstance(item, InLine):  # a provider that answers one question at a time
+                    self._set_status(Status.WAITING if item.waiting else Status.THINKING)
+                    continue
                 if first_token_at is None:
                     first_token_at = time.monotonic()
                     self._set_status(Status.STREAMING)
@@ -149,12 +152,15 @@ class ReplyStream:
         finally:
             await self._finish(status, error, started, first_token_at)
 
-    async def _watched(self, stream: AsyncIterator[str | Usage]) -> AsyncIterator[str | Usage]:
-        """Yield from the provider's stream, but fail if it goes quiet for too long (the watchdog)."""
+    async def _watched(self, stream: AsyncIterator[str | Usage | InLine]) -> AsyncIterator[str | Usage | InLine]:
+        """Yield from the provider's stream, but fail if it goes quiet for too long (the watchdog). Waiting in line
+        for a local model is not going quiet: the first-token clock starts when the turn comes."""
         try:
             while True:
                 waiting_for_first = not self.text
                 timeout = self.settings.first_token_timeout if waiting_for_first else self.settings.stall_timeout
+                if self.message.status == Status.WAITING:
+                    timeout = None
                 try:
                     # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a Stop's cancellation
                     # when a token arrives at the same moment.
@@ -164,7 +170,7 @@ class ReplyStream:
                     return
                 except TimeoutError:
                     what = 'No answer' if waiting_for_first else 'The reply stalled: no new text'
-                    raise ReplyTimeout(f'{what} within {timeout:g} s.') from None
+                    raise ReplyTimeout(f'{what} within {timeout or 0:g} s.') from None
                 if self.stop_requested:  # belt and braces: a Stop always ends the reply at the next token
                     raise asyncio.CancelledError
                 yield item

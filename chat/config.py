@@ -29,7 +29,7 @@ class Settings:
     reset: bool = False
     yes: bool = False
 
-    provider: str = 'auto'  # auto | openai | demo
+    provider: str = 'auto'  # auto | openai | local | demo (chat/providers.py decides what auto means)
     api_key: str = field(default='', repr=False)  # repr=False: a printed Settings never shows the key
     base_url: str | None = None
     model: str = DEFAULT_MODEL
@@ -40,6 +40,7 @@ class Settings:
     stall_timeout: float = 30.0
     connect_timeout: float = 5.0
     max_retries: int = 2
+    model_path: str | None = None  # a GGUF chat model file for the local provider (default: SmolLM2 from its package)
 
     history_size: int = 100  # messages a tab receives when it opens
     max_message_chars: int = 4000
@@ -58,10 +59,6 @@ class Settings:
             return f'sqlite:///{Path(self.db).expanduser()}'
         scheme, rest = self.db.split('://', 1)
         return f'postgresql+psycopg://{rest}' if scheme in ('postgres', 'postgresql') else self.db
-
-    @property
-    def use_openai(self) -> bool:
-        return self.provider == 'openai' or (self.provider == 'auto' and bool(self.api_key))
 
 
 def api_key_from_environment() -> str:
@@ -110,10 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     room.add_argument('--yes', action='store_true', help='answer yes to the --reset question')
 
     bot = parser.add_argument_group('the bot')
-    bot.add_argument('--provider', choices=['auto', 'openai', 'demo'], default=env('CHAT_PROVIDER', 'auto'),
-                     help='who answers @gpt: auto = OpenAI when a key is set, else the offline demo bot '
-                          '($CHAT_PROVIDER)')
-    bot.add_argument('--model', default=env('OPENAI_MODEL', Settings.model), help='chat model ($OPENAI_MODEL)')
+    bot.add_argument('--provider', choices=['auto', 'openai', 'local', 'demo'], default=env('CHAT_PROVIDER', 'auto'),
+                     help="who answers @gpt: auto = OpenAI when a key is set, else the local model when the 'local' "
+                          'extra is installed, else the offline demo bot ($CHAT_PROVIDER)')
+    bot.add_argument('--model', default=env('OPENAI_MODEL', Settings.model), help='OpenAI chat model ($OPENAI_MODEL)')
+    bot.add_argument('--model-path', default=env('CHAT_MODEL_PATH') or None,
+                     help="a GGUF chat model file for the local provider; default: SmolLM2-135M-Instruct from the "
+                          "'local' extra ($CHAT_MODEL_PATH)")
     bot.add_argument('--gpt-per-minute', type=positive, default=int(env('CHAT_GPT_PER_MINUTE', 5)),
                      help='@gpt questions one person may ask in a minute ($CHAT_GPT_PER_MINUTE)')
     bot.add_argument('--max-replies-at-once', type=positive, default=int(env('CHAT_MAX_REPLIES_AT_ONCE', 10)),

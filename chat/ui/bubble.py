@@ -19,8 +19,9 @@ from ..room import avatar_color, initials
 from .avatars import BOT_AVATAR_URL, person_avatar_url
 from .stream import StreamingText
 
-STATUS_LABELS = {Status.THINKING: 'thinking…', Status.STREAMING: 'writing…', Status.STOPPED: 'Stopped',
-                 Status.INTERRUPTED: 'Interrupted', Status.ERROR: ''}
+STATUS_LABELS = {Status.WAITING: 'waiting for the local model…', Status.THINKING: 'thinking…',
+                 Status.STREAMING: 'writing…', Status.STOPPED: 'Stopped', Status.INTERRUPTED: 'Interrupted',
+                 Status.ERROR: ''}
 STATUS_COLORS = {Status.ERROR: 'message-error', Status.INTERRUPTED: 'message-warning'}
 # Quasar puts the stamp under the text; these colour it for a reply that did not end well.
 BUBBLE_CSS = ('.message-plain { white-space: pre-wrap; overflow-wrap: anywhere; } '

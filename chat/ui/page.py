@@ -62,7 +62,7 @@ class ChatPage:
 
         with ui.header().classes('items-center gap-3 bg-grey-9 q-py-sm'):
             ui.label('Streaming chat').classes('text-lg font-medium')
-            is_demo = isinstance(room.bot.provider, DemoProvider)
+            is_demo = isinstance(room.bot.provider, DemoProvider)  # orange: not a real model
             ui.badge(room.bot.provider.description, color='orange-9' if is_demo else 'teal-8') \
                 .classes('text-xs').mark('provider')
             ui.space()

