@@ -1,0 +1,153 @@
+"""@gpt answered by the real SmolLM2 in this process: streamed into two tabs, stopped mid-reply, one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from nicegui.testing import User
+
+from chat.local_model import LlamaModel, LocalModelProvider
+from chat.models import Status
+from chat.room import Room
+
+from ..conftest import SentReplyText, eventually, open_room, status_shown
+from ..test_bot import ask, finished_reply, replies
+
+ROOT = Path(__file__).parent.parent.parent
+STORYTELLER = 'You are a storyteller. Whatever you are asked, answer with a long, detailed story of many paragraphs.'
+
+
+@pytest.fixture
+def app_args(clean_environment: None, db_path: Path) -> list[str]:
+    return ['--no-browser', '--no-seed', '--db', str(db_path), '--provider', 'local', '--max-tokens', '1024',
+            '--system-prompt', STORYTELLER]
+
+
+@pytest.fixture
+async def two_tabs(create_user: Callable[[], User]) -> tuple[User, User]:
+    first, second = create_user(), create_user()
+    await open_room(first)
+    await open_room(second)
+    return first, second
+
+
+def provider_of(room: Room) -> LocalModelProvider:
+    assert isinstance(room.bot.provider, LocalModelProvider), 'the room should be answered by the local model'
+    return room.bot.provider
+
+
+async def test_a_reply_from_smollm2_streams_into_two_tabs(two_tabs: tuple[User, User], room: Room,
+                                                         sent_reply_text: SentReplyText) -> None:
+    provider_of(room)
+    asker, watcher = two_tabs
+    with asker:
+        assert 'SmolLM2' in asker.find(marker='provider').elements.pop().text  # the header says who answers
+    await ask(asker, '@gpt tell us about the sea')
+    await eventually(lambda: replies(room) and replies(room)[0].body, 20, 'no text from the model')
+    reply_id = replies(room)[0].id
+    assert reply_id is not None
+    lengths_seen = set()
+    while replies(room)[0].status.in_progress:
+        lengths_seen.add(len(sent_reply_text.shown(watcher, reply_id)))
+        await asyncio.sleep(0.02)
+    assert len(lengths_seen) > 3, 'the watcher should see the text grow, not appear at once'
+
+    reply = await finished_reply(room, 60)
+    assert reply.status == Status.DONE and reply.author == 'SmolLM2' and reply.model == 'SmolLM2'
+    assert len(reply.body.split()) > 5, reply.body
+    for tab in (asker, watcher):
+        await eventually(lambda tab=tab: sent_reply_text.shown(tab, reply_id).split() == reply.body.split())
+    stored = await room.store.get(reply_id)
+    assert stored is not None and stored.body == reply.body
+    assert stored.completion_tokens and stored.prompt_tokens and stored.first_token_ms is not None
+    assert 'tokens' in status_shown(watcher, reply_id)
+
+
+async def test_stop_ends_the_generation_at_once(two_tabs: tuple[User, User], room: Room) -> None:
+    provider = provider_of(room)
+    asker, watcher = two_tabs
+    await ask(asker, '@gpt tell me a story about a lighthouse keeper')
+    await eventually(lambda: replies(room) and len(replies(room)[0].body) > 20, 20, 'no text from the model')
+    watcher.find(marker='stop').click()
+    stopped_at = time.monotonic()
+
+    reply = await finished_reply(room, 5)
+    assert reply.status == Status.STOPPED
+    await eventually(lambda: not provider.line, 2, 'the model went on after the Stop')
+    freed_after = time.monotonic() - stopped_at
+    stored = await room.store.get(reply.id)  # type: ignore[arg-type]
+    assert stored is not None and stored.status == Status.STOPPED and stored.body == reply.body
+    assert freed_after < 1.0, f'the model was busy {freed_after:.2f} s after the Stop'
+
+    await ask(asker, '@gpt and now a short one')  # the model is free for the next question
+    await eventually(lambda: len(replies(room)) == 2 and replies(room)[1].body, 20, 'no answer after the Stop')
+    room.bot.stop(replies(room)[1].id)  # type: ignore[arg-type]
+    await finished_reply(room, 5)
+
+
+async def test_two_questions_at_once_are_answered_one_after_the_other(two_tabs: tuple[User, User],
+                                                                      room: Room) -> None:
+    room.bot.settings = replace(room.bot.settings, max_tokens=60)
+    first, second = two_tabs
+    await ask(first, '@gpt what is a cat?')
+    await ask(second, '@gpt what is a dog?')
+    await eventually(lambda: len(replies(room)) == 2)
+    waiting_id = replies(room)[1].id
+    assert waiting_id is not None
+    await eventually(lambda: 'waiting for the local model' in status_shown(first, waiting_id), 10)
+    await eventually(lambda: not any(reply.status.in_progress for reply in replies(room)), 60, 'replies unfinished')
+
+    one, two = replies(room)
+    assert (one.status, two.status) == (Status.DONE, Status.DONE)
+    assert one.body.strip() and two.body.strip()
+    # Both started at once; the second's first token came only after the first reply had ended.
+    assert two.first_token_ms is not None and one.duration_ms is not None
+    assert two.first_token_ms >= one.duration_ms - 100, (two.first_token_ms, one.duration_ms)
+
+
+async def test_stop_while_the_model_reads_a_long_conversation_frees_it_at_once() -> None:
+    provider = LocalModelProvider(LlamaModel.load(None))
+    chatter = [{'role': 'user', 'content': f'Ada: message {n} ' + 'blah ' * 40} for n in range(60)]  # ~3,000 tokens
+    messages = [{'role': 'system', 'content': 'Be brief.'}, *chatter, {'role': 'user', 'content': 'Ian: @gpt hi'}]
+    received: list[object] = []
+
+    async def read() -> None:
+        async for item in provider.stream(messages, 100):
+            received.append(item)
+    reading = asyncio.create_task(read())
+    await asyncio.sleep(1.0)  # reading 3,000 tokens takes several seconds here
+    assert not received, 'the model was expected to be still reading the prompt'
+    reading.cancel()
+    stopped_at = time.monotonic()
+    await eventually(lambda: not provider.line, 3, 'the model went on reading after the Stop')
+    assert time.monotonic() - stopped_at < 1.5
+
+
+def test_a_long_conversation_is_cut_to_the_window_keeping_the_question() -> None:
+    model = LlamaModel.load(None)
+    question = {'role': 'user', 'content': 'Ian: @gpt what did Ada say first?'}
+    chatter = [{'role': 'user', 'content': f'Ada: message {n} ' + 'blah ' * 50} for n in range(200)]
+    messages = [{'role': 'system', 'content': 'Be brief.'}, *chatter, question]
+    tokens, budget = model.prompt_tokens(messages, max_tokens=1024)
+    assert budget == 1024 and len(tokens) + budget <= model.window
+    text = model.llama.detokenize(tokens, special=True).decode()
+    assert text.startswith('<|im_start|>system\nBe brief.') and 'what did Ada say first?' in text
+    assert 'message 0 ' not in text and 'message 199 ' in text  # the oldest went first
+
+
+def test_a_file_that_is_not_a_model_is_refused_clearly(tmp_path: Path) -> None:
+    not_a_model = tmp_path / 'notes.gguf'
+    not_a_model.write_text('hello')
+    environment = {'PATH': '/usr/bin:/bin'}
+    result = subprocess.run([sys.executable, 'main.py', '--no-browser', '--provider', 'local', '--model-path',
+                             str(not_a_model), '--db', str(tmp_path / 'chat.db')], cwd=ROOT, env=environment,
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert f'Could not load {not_a_model} as a GGUF model' in result.stderr
