@@ -120,8 +120,10 @@ class FakeServer:
 class AppServer:
     """The app in its own process: `python -m bench.serve` (main.py plus a stats route) or `python -m bench.naive`."""
 
-    def __init__(self, variant: str, db: Path | str, openai_url: str, workdir: Path, name: str = '') -> None:
+    def __init__(self, variant: str, db: Path | str, openai_url: str, workdir: Path, name: str = '',
+                 flags: tuple[str, ...] = ()) -> None:
         self.variant = variant
+        self.flags = flags  # after the defaults, so they win (bench/providers.py picks the provider with them)
         self.db = db  # an SQLite file, or a database URL (bench/two_instances.py)
         self.openai_url = openai_url
         self.log_path = workdir / f'{name or Path(db).stem}.log'
@@ -137,8 +139,9 @@ class AppServer:
 
     async def __aenter__(self) -> AppServer:
         module = {'ours': 'bench.serve', 'naive': 'bench.naive'}[self.variant]
+        # The default cap of 1,024 tokens would cut the long replies short.
         flags = ['--no-browser', '--no-seed', '--port', str(self.port), '--db', str(self.db), '--provider', 'openai',
-                 '--retries', '0', '--max-tokens', '1000000']  # the default cap (1024) would cut long replies short
+                 '--retries', '0', '--max-tokens', '1000000', *self.flags]
         environment = clean_environment(OPENAI_API_KEY='sk-bench', OPENAI_BASE_URL=self.openai_url)
         with self.log_path.open('wb') as log:
             self._process = await asyncio.create_subprocess_exec(
