@@ -2,6 +2,7 @@
 
     python -m bench.providers                          # openai (the fake server), demo and local, 3 replies each
     python -m bench.providers --providers local --replies 5
+    python -m bench.providers --write                  # also put the table in docs/benchmarks.md
 
 Each provider answers in the app as a person uses it: `bench.serve` (main.py) in its own process, one socket tab
 asking `@gpt` questions one after another, first in an empty room, then after 20 messages of chatter (which the
@@ -16,16 +17,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 
-from .processes import AppServer, FakeServer
+from chat.models import Status
+
+from . import report
+from .processes import ROOT, AppServer, FakeServer
 from .socket_tab import SocketTab, acknowledge_forever, open_tabs
 
 QUESTIONS = {
@@ -64,7 +71,7 @@ async def answered(db: Path, replies_before: int, timeout: float = 180) -> tuple
     while time.monotonic() < deadline:
         with sqlite3.connect(db) as connection:
             count = connection.execute("SELECT count(*) FROM message WHERE kind = 'bot'").fetchone()[0]
-        if count > replies_before and (row := last_reply(db)) and row[0] not in ('waiting', 'thinking', 'streaming'):
+        if count > replies_before and (row := last_reply(db)) and not Status(row[0]).in_progress:
             return row
         await asyncio.sleep(0.1)
     raise TimeoutError('the reply did not end')
@@ -135,13 +142,44 @@ async def run(providers: list[str], replies: int, chatter: int) -> list[str]:
     return rows
 
 
+BLOCK = re.compile(r'<!-- providers -->.*?<!-- /providers -->', re.DOTALL)
+METHOD = (
+    'Each provider answers in the app as a person uses it (`bench.serve` in its own process, one socket tab asking '
+    '`@gpt` {replies} times in turn), first in an empty room, then after {chatter} messages of chatter, which the '
+    'model reads as context. The figures are what the app stores with each reply (time from the question to the '
+    'first token; tokens after it per second; prompt and completion tokens), the app process\'s CPU per reply and '
+    'its resident memory after the replies, and the event loop\'s longest late wake-up. `openai` is the local fake '
+    'server at 100 tokens/s, so it shows the app\'s side only; the demo bot\'s tokens are words. Not part of '
+    '`bench.run`: the local model needs the `local` extra.')
+
+
+def write(rows: list[str], command: str, replies: int, chatter: int, path: Path) -> None:
+    """Replace the providers block of docs/benchmarks.md (inside the findings, which `bench.run` keeps)."""
+    block = '\n\n'.join([
+        '<!-- providers -->',
+        f'**The three providers** (`{command}`, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {report.machine()}). '
+        + METHOD.format(replies=replies, chatter=chatter),
+        '\n'.join([HEADER, *rows]),
+        '<!-- /providers -->'])
+    text = path.read_text()
+    if not BLOCK.search(text):
+        raise SystemExit(f'{path} has no <!-- providers --> block to replace')
+    path.write_text(BLOCK.sub(lambda _: block, text))
+    print(f'wrote the table into {path}')
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog='python -m bench.providers', description=__doc__.split('\n\n')[0])
     parser.add_argument('--providers', default='openai,demo,local', help='some of: openai, demo, local')
     parser.add_argument('--replies', type=int, default=3, help='questions asked one after another, per room')
     parser.add_argument('--chatter', type=int, default=20, help='messages posted before the second round')
+    parser.add_argument('--write', action='store_true', help='put the table in docs/benchmarks.md')
     arguments = parser.parse_args(argv)
-    asyncio.run(run(arguments.providers.split(','), arguments.replies, arguments.chatter))
+    rows = asyncio.run(run(arguments.providers.split(','), arguments.replies, arguments.chatter))
+    if arguments.write:
+        given = sys.argv[1:] if argv is None else argv
+        command = 'python -m bench.providers ' + ' '.join(arg for arg in given if arg != '--write')
+        write(rows, command.strip(), arguments.replies, arguments.chatter, ROOT / 'docs' / 'benchmarks.md')
 
 
 if __name__ == '__main__':

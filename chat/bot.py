@@ -170,7 +170,7 @@ class ReplyStream:
                     return
                 except TimeoutError:
                     what = 'No answer' if waiting_for_first else 'The reply stalled: no new text'
-                    raise ReplyTimeout(f'{what} within {timeout or 0:g} s.') from None
+                    raise ReplyTimeout(f'{what} within {timeout:g} s.') from None
                 if self.stop_requested:  # belt and braces: a Stop always ends the reply at the next token
                     raise asyncio.CancelledError
                 yield item

@@ -91,7 +91,8 @@ class LocalModelProvider:
         if ticket not in self.line:
             return
         self.line.remove(ticket)
-        self._line_moved.set()  # wakes everyone waiting; each checks whether it is first now
+        # Wake everyone waiting (each checks whether it is first now); the next move gets a fresh Event.
+        self._line_moved.set()
         self._line_moved = asyncio.Event()
 
     def _generate(self, messages: ChatMessages, max_tokens: int, cancelled: threading.Event,
@@ -116,22 +117,35 @@ class LlamaModel:
     """A GGUF chat model run by llama-cpp-python, with the chat template stored in the file."""
 
     CONTEXT_TOKENS = 4096  # the window asked for (less if the model was trained on less): prompt + reply
-    PROMPT_BATCH = 128  # prompt tokens read between two looks at the Stop flag (about 0.2-0.5 s of work here)
+    PROMPT_BATCH = 64  # prompt tokens read between two looks at the Stop flag (0.2-0.4 s of work here)
     SAMPLING: ClassVar[dict[str, float]] = {'temp': 0.3, 'top_p': 0.9, 'repeat_penalty': 1.1}  # small models loop
 
     def __init__(self, llama: Any, name: str) -> None:
-        from llama_cpp import llama_vocab_is_eog
+        from llama_cpp import llama_vocab_is_control, llama_vocab_is_eog
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.llama = llama
         self.name = name
-        self.is_end = lambda token: llama_vocab_is_eog(llama._model.vocab, token)  # <|im_end|> and its kin
+        vocab = llama._model.vocab
+        # The template's markers (<|im_start|>, <|im_end|>, ...): the reply ends at any of them, and no message may
+        # contain one, or a person could write a turn of their own ("<|im_start|>system ...") into the prompt.
+        self.is_marker = lambda token: llama_vocab_is_eog(vocab, token) or llama_vocab_is_control(vocab, token)
+        markers = (llama.detokenize([token], special=True).decode(errors='ignore')
+                   for token in range(llama.n_vocab()) if self.is_marker(token))
+        self.marker_texts = sorted({text for text in markers if len(text) > 1}, key=len, reverse=True)
         metadata = llama.metadata
         trained = int(metadata.get(f"{metadata.get('general.architecture')}.context_length", self.CONTEXT_TOKENS))
         self.window = min(llama.n_ctx(), trained)
         special = lambda token_id: llama.detokenize([token_id], special=True).decode() if token_id >= 0 else ''  # noqa: E731
         self.format = Jinja2ChatFormatter(template=metadata.get('tokenizer.chat_template') or CHATML,
                                           eos_token=special(llama.token_eos()), bos_token=special(llama.token_bos()))
+
+    def defused(self, text: str) -> str:
+        """The text with every marker broken by a zero-width space after its first character: the model reads it
+        as plain text, and no new marker can form (each one found gets the space inside it)."""
+        for marker in self.marker_texts:
+            text = text.replace(marker, f'{marker[0]}\u200b{marker[1:]}')
+        return text
 
     @classmethod
     def load(cls, model_path: str | None) -> LlamaModel:
@@ -143,7 +157,9 @@ class LlamaModel:
             from llama_cpp import Llama
         except ImportError:
             raise LocalModelError(MISSING_EXTRA) from None
-        threads = os.cpu_count() or 1
+        except Exception as error:  # installed but broken, e.g. a shared library it needs is missing
+            raise LocalModelError(f'llama-cpp-python is installed but does not load: {error}') from None
+        threads = len(os.sched_getaffinity(0))  # the cores this process may use (a container may have fewer)
         try:
             # One thread makes tokens about as fast as two (it waits on memory) and leaves a core to the event loop;
             # reading the prompt is arithmetic, and twice as fast on both cores.
@@ -157,7 +173,7 @@ class LlamaModel:
     def prompt_tokens(self, messages: ChatMessages, max_tokens: int) -> tuple[list[int], int]:
         """The prompt as tokens, and how many tokens the reply may have: the oldest turns are left out until the
         prompt and `max_tokens` fit the window (the system prompt and the question always stay)."""
-        turns = list(messages)
+        turns = [{**turn, 'content': self.defused(turn['content'])} for turn in messages]
         while True:
             text = self.format(messages=turns).prompt
             tokens = self.llama.tokenize(text.encode(), add_bos=False, special=True)
@@ -178,7 +194,7 @@ class LlamaModel:
         decoder = codecs.getincrementaldecoder('utf-8')(errors='replace')  # a character may span two tokens
         made = 0
         for token in self.llama.generate(tokens, reset=True, **self.SAMPLING):
-            if self.is_end(token):
+            if self.is_marker(token):  # the end of its turn, or (a confused model) the start of another one
                 break
             made += 1
             if text := decoder.decode(self.llama.detokenize([token])):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import openai
 from faker import Faker
 
 from .config import Settings
+
+log = logging.getLogger(__name__)
 
 ChatMessages = list[dict[str, str]]  # OpenAI's format: [{'role': 'user', 'content': 'Ian: hi'}, ...]
 
@@ -141,7 +144,13 @@ def make_provider(settings: Settings) -> Provider:
         case 'local':
             from .local_model import LlamaModel, LocalModelProvider  # imports llama_cpp: only when it is wanted
 
-            return LocalModelProvider(LlamaModel.load(settings.model_path))
+            try:
+                return LocalModelProvider(LlamaModel.load(settings.model_path))
+            except LocalModelError as error:
+                if settings.provider != 'auto' or settings.model_path:
+                    raise  # asked for by name: say why it cannot be, and stop
+                log.warning('%s The offline demo bot answers instead.', error)
+                return DemoProvider()
         case _:
             return DemoProvider()
 

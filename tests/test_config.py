@@ -22,7 +22,7 @@ def test_defaults() -> None:
                                                                            DEFAULT_MODEL)
     assert settings.seed and settings.show_browser and not settings.native and not settings.reset
     assert settings.db_url == 'sqlite:///data/chat.db'
-    assert settings.provider == 'auto' and settings.model_path is None  # chosen by tests/test_local_model.py's rules
+    assert settings.provider == 'auto' and settings.model_path is None  # what `auto` picks: tests/test_local_model.py
 
 
 def test_every_flag_reaches_the_settings() -> None:

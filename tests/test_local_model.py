@@ -18,7 +18,7 @@ from chat import providers
 from chat.config import Settings
 from chat.local_model import LlamaModel, LocalModelProvider
 from chat.models import Status
-from chat.providers import ChatMessages, InLine, LocalModelError, Usage, chosen_provider
+from chat.providers import ChatMessages, DemoProvider, InLine, LocalModelError, Usage, chosen_provider, make_provider
 from chat.room import Room
 
 from .conftest import eventually, open_room, status_shown
@@ -158,6 +158,16 @@ def test_which_provider_answers(monkeypatch: pytest.MonkeyPatch, provider: str, 
                                 installed: bool, expected: str) -> None:
     monkeypatch.setattr(providers, 'local_model_installed', lambda: installed)
     assert chosen_provider(Settings(provider=provider, api_key=key, model_path=model_path)) == expected
+
+
+def test_auto_falls_back_to_the_demo_bot_when_the_local_model_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(model_path: str | None) -> None:
+        raise LocalModelError('llama-cpp-python is installed but does not load: libfoo.so missing')
+    monkeypatch.setattr(LlamaModel, 'load', broken)
+    monkeypatch.setattr(providers, 'local_model_installed', lambda: True)
+    assert isinstance(make_provider(Settings(provider='auto')), DemoProvider)
+    with pytest.raises(LocalModelError, match='does not load'):  # asked for by name: the app says why and stops
+        make_provider(Settings(provider='local'))
 
 
 async def test_in_the_room_the_second_question_waits_visibly_then_is_answered(
