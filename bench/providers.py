@@ -59,20 +59,20 @@ class Reply:
         return (self.completion_tokens - 1) / streaming_s if streaming_s > 0 else float('nan')
 
 
-def last_reply(db: Path) -> tuple | None:
+def newest_reply(db: Path) -> tuple | None:
+    """(id, status, prompt tokens, completion tokens, first token ms, duration ms) of the newest bot reply."""
     with sqlite3.connect(db) as connection:
         return connection.execute(
-            "SELECT status, prompt_tokens, completion_tokens, first_token_ms, duration_ms FROM message "
+            "SELECT id, status, prompt_tokens, completion_tokens, first_token_ms, duration_ms FROM message "
             "WHERE kind = 'bot' ORDER BY id DESC LIMIT 1").fetchone()
 
 
-async def answered(db: Path, replies_before: int, timeout: float = 180) -> tuple:
+async def answered(db: Path, after_id: int, timeout: float = 180) -> tuple:
+    """The figures of the first reply newer than `after_id`, once it has ended."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with sqlite3.connect(db) as connection:
-            count = connection.execute("SELECT count(*) FROM message WHERE kind = 'bot'").fetchone()[0]
-        if count > replies_before and (row := last_reply(db)) and not Status(row[0]).in_progress:
-            return row
+        if (row := newest_reply(db)) and row[0] > after_id and not Status(row[1]).in_progress:
+            return row[1:]
         await asyncio.sleep(0.1)
     raise TimeoutError('the reply did not end')
 
@@ -99,11 +99,10 @@ async def measure(provider: str, replies: int, chatter: int, workdir: Path, fake
 
 
 async def one_reply(tab: SocketTab, server: AppServer, db: Path, question: str) -> Reply:
-    with sqlite3.connect(db) as connection:
-        before = connection.execute("SELECT count(*) FROM message WHERE kind = 'bot'").fetchone()[0]
+    newest_before = (newest_reply(db) or (0,))[0]
     cpu_before, asked_at = server.cpu_seconds(), time.time()
     await tab.ask(question)
-    status, prompt_tokens, completion_tokens, first_token_ms, duration_ms = await answered(db, before)
+    status, prompt_tokens, completion_tokens, first_token_ms, duration_ms = await answered(db, newest_before)
     if status != 'done':
         raise RuntimeError(f'a reply ended {status}; the app log:\n{server.log_tail()}')
     lags = [late_ms for at, late_ms in (await server.stats())['loop_lags'] if at >= asked_at]

@@ -69,6 +69,15 @@ def room(user: User) -> Room:
     return app.state.room
 
 
+@pytest.fixture
+async def two_tabs(create_user: Callable[[], User]) -> tuple[User, User]:
+    """Two simulated tabs, two different people, both with the room open."""
+    first, second = create_user(), create_user()
+    await open_room(first)
+    await open_room(second)
+    return first, second
+
+
 async def eventually(condition: Callable[[], object], timeout: float = 5.0, message: str = '') -> None:
     """Wait until `condition()` is true; fail with `message` if it is not within `timeout` seconds."""
     deadline = time.monotonic() + timeout

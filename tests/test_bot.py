@@ -23,15 +23,6 @@ def app_args(openai_args: list[str]) -> list[str]:
     return openai_args
 
 
-@pytest.fixture
-async def two_tabs(create_user: Callable[[], User]) -> tuple[User, User]:
-    """Two simulated tabs, two different people, both with the room open."""
-    first, second = create_user(), create_user()
-    await open_room(first)
-    await open_room(second)
-    return first, second
-
-
 def replies(room: Room) -> list[Message]:
     return [message for message in room.recent if message.kind == Kind.BOT]
 
@@ -39,6 +30,15 @@ def replies(room: Room) -> list[Message]:
 async def ask(user: User, text: str) -> None:
     user.find(marker='input').type(text)
     user.find(marker='send').click()
+
+
+async def lengths_while_streaming(room: Room, tab: User, reply_id: int, sent_reply_text: SentReplyText) -> set[int]:
+    """The lengths of the reply's text this tab showed while the (first) reply was in progress."""
+    lengths_seen = set()
+    while replies(room)[0].status.in_progress:
+        lengths_seen.add(len(sent_reply_text.shown(tab, reply_id)))
+        await asyncio.sleep(0.02)
+    return lengths_seen
 
 
 async def finished_reply(room: Room, timeout: float = 10) -> Message:
@@ -57,10 +57,7 @@ async def test_a_reply_streams_into_two_tabs_and_ends_the_same_everywhere(
     await eventually(lambda: replies(room))
     reply_id = replies(room)[0].id
     assert reply_id is not None
-    lengths_seen = set()
-    while replies(room)[0].status.in_progress:
-        lengths_seen.add(len(sent_reply_text.shown(watcher, reply_id)))
-        await asyncio.sleep(0.02)
+    lengths_seen = await lengths_while_streaming(room, watcher, reply_id, sent_reply_text)
     assert len(lengths_seen) > 2, 'the watcher should see the text grow, not appear at once'
 
     expected = ''.join(numbered_tokens(60))

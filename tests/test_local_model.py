@@ -22,7 +22,7 @@ from chat.providers import ChatMessages, DemoProvider, InLine, LocalModelError, 
 from chat.room import Room
 
 from .conftest import eventually, open_room, status_shown
-from .test_bot import ask, finished_reply, replies
+from .test_bot import ask, replies
 
 QUESTION: ChatMessages = [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Ian: @gpt hi'}]
 
@@ -191,7 +191,6 @@ async def test_in_the_room_the_second_question_waits_visibly_then_is_answered(
     assert replies(room)[1].body.startswith('w2.0 ') and replies(room)[1].author == 'FakeLM'
     stored = await room.store.get(waiting_id)
     assert stored is not None and stored.completion_tokens == 40
-    await finished_reply(room)
 
 
 def test_without_the_extra_the_local_model_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from chat.local_model import LlamaModel, LocalModelProvider
 from chat.models import Status
 from chat.room import Room
 
-from ..conftest import SentReplyText, eventually, open_room, status_shown
-from ..test_bot import ask, finished_reply, replies
+from ..conftest import SentReplyText, eventually, status_shown
+from ..test_bot import ask, finished_reply, lengths_while_streaming, replies
 
 ROOT = Path(__file__).parent.parent.parent
 STORYTELLER = 'You are a storyteller. Whatever you are asked, answer with a long, detailed story of many paragraphs.'
@@ -28,14 +27,6 @@ STORYTELLER = 'You are a storyteller. Whatever you are asked, answer with a long
 def app_args(clean_environment: None, db_path: Path) -> list[str]:
     return ['--no-browser', '--no-seed', '--db', str(db_path), '--provider', 'local', '--max-tokens', '1024',
             '--system-prompt', STORYTELLER]
-
-
-@pytest.fixture
-async def two_tabs(create_user: Callable[[], User]) -> tuple[User, User]:
-    first, second = create_user(), create_user()
-    await open_room(first)
-    await open_room(second)
-    return first, second
 
 
 def provider_of(room: Room) -> LocalModelProvider:
@@ -53,10 +44,7 @@ async def test_a_reply_from_smollm2_streams_into_two_tabs(two_tabs: tuple[User, 
     await eventually(lambda: replies(room) and replies(room)[0].body, 20, 'no text from the model')
     reply_id = replies(room)[0].id
     assert reply_id is not None
-    lengths_seen = set()
-    while replies(room)[0].status.in_progress:
-        lengths_seen.add(len(sent_reply_text.shown(watcher, reply_id)))
-        await asyncio.sleep(0.02)
+    lengths_seen = await lengths_while_streaming(room, watcher, reply_id, sent_reply_text)
     assert len(lengths_seen) > 3, 'the watcher should see the text grow, not appear at once'
 
     reply = await finished_reply(room, 60)
