@@ -284,12 +284,13 @@ def _ends_of(text: str, needle: str) -> list[int]:
 def prefill(db: Path, count: int) -> None:
     """Store `count` finished messages, people and bot taking turns, as the app's own table holds them."""
     from sqlalchemy import insert
-    from sqlmodel import Session, SQLModel, create_engine
+    from sqlmodel import Session, create_engine
 
     from chat.models import Kind, Message, Status
+    from chat.schema import upgrade
 
     engine = create_engine(f'sqlite:///{db}')
-    SQLModel.metadata.create_all(engine)
+    upgrade(engine)  # the tables as the app makes them, by its migrations (it upgrades what it finds)
     start = datetime.now(UTC) - timedelta(minutes=count)
     sentence = 'A stored message from an earlier conversation, long enough to look like a real one. '
     rows = [{

@@ -45,3 +45,9 @@ async def test_the_providers_benchmark_measures_each_provider() -> None:
     for row in rows:
         cells = [cell.strip() for cell in row.strip('|').split('|')]
         assert int(cells[5].replace(',', '')) > 0 and float(cells[4]) > 0, row  # tokens, and tokens per second
+
+
+async def test_the_history_scenario_opens_a_room_that_holds_messages(tmp_path: Path) -> None:
+    async with FakeServer(tmp_path) as fake:
+        result = await measure(Run('ours', tabs=1, history=300), fake, tmp_path, deadline_s=30)
+    assert result.page_messages == 100, result  # the newest 100 of the 300 stored
