@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from nicegui import core
 
@@ -123,6 +123,7 @@ class TagCollector(HTMLParser):
 
 @settings(max_examples=300, deadline=None)
 @given(text=message_text)
+@example(text='`|\n-|\r<SCRIPT>`')  # found by this test: markdown2's safe mode let the tag through (a table cut the span)
 def test_rendering_is_inert_and_fast(text: str) -> None:
     started = time.perf_counter()
     rendered = render_markdown(text)
