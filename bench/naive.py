@@ -19,9 +19,9 @@ from nicegui import ui
 import main as chat_main
 from chat.config import Settings
 from chat.models import Message
+from chat.performance.pacing import Pacer
 from chat.room import Person, Room
 from chat.ui import bubble, page, stream
-from chat.ui.pacing import Pacer
 
 from .serve import serve
 
@@ -36,7 +36,7 @@ class NaiveBubble(bubble.Bubble):
         self.message = message
         self.element.clear()
         with self.element:
-            self.markdown = ui.markdown(message.body)
+            self.markdown = ui.markdown(self.text_so_far())
         self.show_status(message)
 
     def append(self, text: str) -> None:
@@ -48,9 +48,10 @@ class NaiveChatPage(page.ChatPage):
         super().__init__(room, person, pacer)
         room.grew.subscribe(self.on_grew)
 
-    def on_grew(self, message_id: int, _offset: int, text: str) -> None:
-        if reply := self.bubbles.get(message_id):
-            reply.append(text)
+    def on_grew(self, pieces: dict[int, tuple[int, str]]) -> None:
+        for message_id, (_offset, text) in pieces.items():
+            if reply := self.bubbles.get(message_id):
+                reply.append(text)
 
 
 def patch() -> None:

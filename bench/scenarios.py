@@ -286,8 +286,8 @@ def prefill(db: Path, count: int) -> None:
     from sqlalchemy import insert
     from sqlmodel import Session, create_engine
 
+    from chat.database import upgrade
     from chat.models import Kind, Message, Status
-    from chat.schema import upgrade
 
     engine = create_engine(f'sqlite:///{db}')
     upgrade(engine)  # the tables as the app makes them, by its migrations (it upgrades what it finds)

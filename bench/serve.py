@@ -57,7 +57,7 @@ def add_stats_route(pause_log: PauseLog, error_log: ErrorLog, loop_lag: LoopLag)
         room = getattr(app.state, 'room', None)  # set by build_app(), which main() calls
         if room is None:
             return {'ready': False}
-        return {'ready': room.ready.is_set(), 'commits': room.store.commits, 'replies': len(room.bot.replies),
+        return {'ready': room.ready.is_set(), 'commits': room.store.commits, 'replies': len(room.replies.in_progress),
                 'gc_pauses': list(pause_log.pauses), 'loop_lags': list(loop_lag.lags),
                 'errors': error_log.count, 'error_messages': list(error_log.messages),
                 'held': {
@@ -66,7 +66,7 @@ def add_stats_route(pause_log: PauseLog, error_log: ErrorLog, loop_lag: LoopLag)
                                        (room.added, room.changed, room.presence_changed)),
                     'broadcast_tabs': len(app.state.reply_text_broadcast.client_ids),
                     'people': len(room.people),
-                    'pending_replies': len(room.bot.replies) + len(room.bot.claimed),
+                    'pending_replies': len(room.replies.in_progress) + len(room.replies.reserved),
                     'tasks': len(asyncio.all_tasks()),
                 }}
 

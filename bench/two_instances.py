@@ -4,7 +4,7 @@
 
 A private PostgreSQL (made with initdb, as in tests/postgres), the fake OpenAI server and two app processes
 (`bench.serve`) on the same database. N socket tabs watch on each instance; a person on instance A asks, so A
-streams the reply and B repeats it to its tabs from PostgreSQL's NOTIFY (chat/relay.py). Reported for each
+streams the reply and B repeats it to its tabs from PostgreSQL's NOTIFY (chat/instances/relay.py). Reported for each
 instance's tabs: token-to-tab latency (from the moment the fake server sent the token), bytes per tab, and each
 instance's CPU seconds during the reply. The difference between A's tabs and B's tabs is the hop's cost.
 """

@@ -16,9 +16,8 @@ from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
 from .config import Settings
+from .database import create_database_engine, upgrade
 from .models import Message
-from .schema import upgrade
-from .store import create_database_engine
 
 BATCH = 1000
 

@@ -9,6 +9,8 @@ from sqlalchemy import DateTime
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
+INTERRUPTED_ERROR = 'Interrupted: the server stopped while this reply was written.'
+
 
 class Kind(StrEnum):
     USER = 'user'
@@ -59,5 +61,5 @@ class Message(SQLModel, table=True):
     # With their time zone: PostgreSQL would otherwise read them in its own zone. (SQLite keeps naive UTC.)
     created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
-    # Several instances on one PostgreSQL room (chat/relay.py): the streaming instance keeps this in the future.
+    # Several instances on one PostgreSQL room (chat/instances/relay.py): the writing instance keeps it in the future.
     lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -1,52 +1,33 @@
-"""The room: posting a message, the observer every tab listens to, and who is here.
+"""The room: posting a message, the events every tab listens to, the newest messages, and who is here.
 
-Tabs never talk to each other. A tab calls `room.post()`; the room stores the message and fires an
-event; every tab (including the writer's) reacts by appending one bubble. The room also keeps the newest
-messages in memory, so a tab that opens reads them without a database round trip, and a reply in
-progress shows exactly the text that its later deltas continue.
+Tabs never talk to each other. A tab calls `room.post()`; the room stores the message and fires an event; every tab
+(the writer's too) reacts by appending one bubble. A message that mentions the bot also starts a reply (reply.py),
+whose news reaches the tabs through the same events. The room keeps the newest messages in memory, so a tab that
+opens reads them without a database round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
-import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from nicegui import Event
 
-from .bot import Bot, MessageRefused
+from .bot import Bot
 from .config import Settings
+from .limits import RateLimit
 from .models import Message
-from .providers import Provider
+from .reply import Replies, RoomNews
 from .store import Store
 
 log = logging.getLogger(__name__)
 
-# "@gpt" as a mention: any case, at the start or after a space or punctuation, not inside a word,
-# an e-mail address (me@gpt.com) or a domain (@gpt.com).
-GPT_MENTION = re.compile(r'(?<![\w@.+-])@gpt(?![\w-]|\.\w)', re.IGNORECASE)
 
-# Material colours (Quasar's red-7, pink-7, ...) dark enough for white initials; CSS colours, so the avatar images
-# the app draws (chat/ui/avatars.py) and the avatar element in the page's header agree.
-AVATAR_COLORS = ['#d32f2f', '#c2185b', '#7b1fa2', '#512da8', '#303f9f', '#1565c0', '#00838f', '#00796b',
-                 '#2e7d32', '#33691e', '#e65100', '#e64a19', '#6d4c41', '#455a64']
-
-
-def mentions_gpt(text: str) -> bool:
-    return GPT_MENTION.search(text) is not None
-
-
-def avatar_color(person_id: str) -> str:
-    """A colour that stays with a person's id (not their name, which they may change)."""
-    return AVATAR_COLORS[hashlib.sha256(person_id.encode()).digest()[0] % len(AVATAR_COLORS)]
-
-
-def initials(name: str) -> str:
-    return ''.join(word[0] for word in name.split()[:2]).upper() or '?'
+class MessageRefused(Exception):
+    """A message the room will not take. Its text is the notice shown to the writer, whose text stays put."""
 
 
 @dataclass
@@ -56,46 +37,29 @@ class Person:
     tabs: set[str] = field(default_factory=set)  # ids of the clients (page loads) this person has open
 
 
-class RateLimit:
-    """At most `count` events per `seconds` for each key (a person), over a sliding window."""
+class OtherInstances(Protocol):
+    """Several instances on one database (chat/instances/relay.py): the replies that other instances write."""
 
-    def __init__(self, count: int, seconds: float) -> None:
-        self.count = count
-        self.seconds = seconds
-        self.times: dict[str, deque[float]] = {}
-
-    def wait_needed(self, key: str) -> float:
-        """Seconds until `key` may act again; 0 means it may act now (and that act is counted)."""
-        now = time.monotonic()
-        if len(self.times) > 1000:  # many people came and went: drop the ones with nothing left to count
-            self.forget_idle()
-        times = self.times.setdefault(key, deque())
-        while times and times[0] <= now - self.seconds:
-            times.popleft()
-        if len(times) >= self.count:
-            return times[0] + self.seconds - now
-        times.append(now)
-        return 0.0
-
-    def forget_idle(self) -> None:
-        now = time.monotonic()
-        for key in [key for key, times in self.times.items() if not times or times[-1] <= now - self.seconds]:
-            del self.times[key]
+    def reply_text(self, message_id: int) -> str | None: ...
+    def stop_reply(self, message_id: int) -> None: ...
 
 
 class Room:
-    def __init__(self, settings: Settings, store: Store, provider: Provider) -> None:
+    def __init__(self, settings: Settings, store: Store, bot: Bot) -> None:
         self.settings = settings
         self.store = store
+        self.bot = bot
         self.recent: deque[Message] = deque(maxlen=settings.history_size)
         self.people: dict[str, Person] = {}
         self.is_open = False
         self.ready = asyncio.Event()  # set once the recent messages are loaded; pages wait for it
         self.added = Event[Message]()  # a new message: a person's, or a bot reply that starts thinking
-        self.grew = Event[int, int, str]()  # a reply's id, where its new text starts, and that text
+        self.grew = Event[dict[int, tuple[int, str]]]()  # one beat's new text: reply id -> (where it starts, text)
         self.changed = Event[Message]()  # a reply changed status (streaming, done, stopped, error, ...)
         self.presence_changed = Event[Person]()  # someone arrived, left (no longer in `people`) or was renamed
-        self.bot = Bot(self, provider, settings)
+        self.replies = Replies(store, settings, RoomNews(added=self.publish, grew=self.grew.emit,
+                                                         changed=self.changed.emit))
+        self.other_instances: OtherInstances | None = None  # set by the relay when several instances share the room
         self.message_rate = RateLimit(settings.messages_per_10s, 10)
         self.gpt_rate = RateLimit(settings.gpt_per_minute, 60)
 
@@ -111,44 +75,62 @@ class Room:
         if not self.is_open:
             return
         self.is_open = False
-        self.ready = asyncio.Event()  # set once the recent messages are loaded; pages wait for it
-        await self.bot.interrupt_all()
+        self.ready = asyncio.Event()
+        await self.replies.interrupt_all()
         await self.store.close()
 
     async def post(self, person: Person, text: str) -> Message | None:
-        """Store a person's message and tell every tab. Returns None for an empty one (refused quietly)."""
+        """Store a person's message, tell every tab, and start the bot's reply if it is mentioned. Returns None for an
+        empty message (refused quietly); raises MessageRefused for one the room will not take."""
         if not text.strip():
             return None
-        if len(text) > self.settings.max_message_chars:
-            raise MessageRefused(f'That message is {len(text):,} characters long; the limit is '
-                                 f'{self.settings.max_message_chars:,}. Nothing was sent.')
-        asks_gpt = mentions_gpt(text)
-        if asks_gpt:
-            self.bot.check_can_answer(person.id)  # one pending reply per person, and a cap for the room
-        if wait := self.message_rate.wait_needed(person.id):
-            raise MessageRefused(f'You are sending messages quickly: at most {self.message_rate.count} in 10 seconds. '
-                                 f'Try again in {wait:.0f} s; your message is still in the box.')
-        if asks_gpt:
-            if wait := self.gpt_rate.wait_needed(person.id):
-                raise MessageRefused(f'You may ask @gpt {self.gpt_rate.count} times a minute. Try again in '
-                                     f'{wait:.0f} s; your message is still in the box.')
-            self.bot.claim(person.id)
+        asks_bot = self.bot.is_mentioned_in(text)
+        self.check_limits(person, text, asks_bot)
+        if asks_bot:
+            self.replies.reserve(person.id)
         try:
             message = await self.store.add(Message(author=person.name, author_id=person.id, body=text))
         except Exception as error:
-            if asks_gpt:
-                self.bot.release(person.id)
+            self.replies.release(person.id)
             log.exception('could not store a message')
             raise MessageRefused('Your message could not be saved (the database refused it). '
                                  'It is still in the box; try again in a moment.') from error
         self.publish(message)
-        if asks_gpt:
-            await self.bot.answer(message)
+        if asks_bot:
+            await self.replies.start(self.bot, message)
         return message
+
+    def check_limits(self, person: Person, text: str, asks_bot: bool) -> None:
+        """Raise MessageRefused, saying why, if the message is too long or comes too soon; else count it."""
+        if len(text) > self.settings.max_message_chars:
+            raise MessageRefused(f'That message is {len(text):,} characters long; the limit is '
+                                 f'{self.settings.max_message_chars:,}. Nothing was sent.')
+        if asks_bot and (refusal := self.replies.refusal(person.id)):
+            raise MessageRefused(refusal)
+        if wait := self.message_rate.wait(person.id):
+            raise MessageRefused(f'You are sending messages quickly: at most {self.message_rate.count} in 10 seconds. '
+                                 f'Try again in {wait:.0f} s; your message is still in the box.')
+        if asks_bot and (wait := self.gpt_rate.wait(person.id)):
+            raise MessageRefused(f'You may ask @{self.bot.handle} {self.gpt_rate.count} times a minute. Try again in '
+                                 f'{wait:.0f} s; your message is still in the box.')
+        self.message_rate.record(person.id)
+        if asks_bot:
+            self.gpt_rate.record(person.id)
 
     def publish(self, message: Message) -> None:
         self.recent.append(message)
         self.added.emit(message)
+
+    def reply_text(self, message_id: int) -> str | None:
+        """The text so far of a reply in progress, from its owner: the reply itself if it streams here, else the relay
+        (another instance writes it). None once it has ended."""
+        if reply := self.replies.in_progress.get(message_id):
+            return reply.text
+        return self.other_instances.reply_text(message_id) if self.other_instances else None
+
+    def stop(self, message_id: int) -> None:
+        if not self.replies.stop(message_id) and self.other_instances:
+            self.other_instances.stop_reply(message_id)
 
     def join(self, person_id: str, name: str, client_id: str) -> Person:
         person = self.people.setdefault(person_id, Person(person_id, name))

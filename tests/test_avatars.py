@@ -5,8 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 from urllib.parse import unquote
 
-from chat.room import AVATAR_COLORS, avatar_color
-from chat.ui.avatars import BOT_COLOR, BOT_SVG, person_avatar_svg, person_avatar_url
+from chat.ui.avatars import AVATAR_COLORS, BOT_COLOR, BOT_SVG, avatar_color, person_avatar_svg, person_avatar_url
 
 
 def test_a_persons_avatar_shows_their_initials_in_their_colour() -> None:

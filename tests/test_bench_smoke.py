@@ -12,7 +12,7 @@ from pathlib import Path
 from bench import providers
 from bench.processes import FakeServer
 from bench.scenarios import Result, Run, measure
-from chat.providers import local_model_installed
+from chat.local_model import installed as local_model_installed
 
 TABS, SHORT, LONG, RATE = 5, 200, 800, 400.0
 GROWTH_LIMIT = 1.5  # the ratio at LONG tokens may be at most this times the ratio at SHORT tokens

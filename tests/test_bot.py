@@ -10,8 +10,8 @@ from dataclasses import replace
 import pytest
 from nicegui.testing import User
 
-from chat.gc_policy import PUT_OFF
 from chat.models import Kind, Message, Status
+from chat.performance.gc_policy import PUT_OFF
 from chat.room import Room
 
 from .conftest import SentReplyText, eventually, open_room, status_shown
@@ -25,6 +25,11 @@ def app_args(openai_args: list[str]) -> list[str]:
 
 def replies(room: Room) -> list[Message]:
     return [message for message in room.recent if message.kind == Kind.BOT]
+
+
+def text_so_far(room: Room, reply: Message) -> str:
+    """A reply's text so far, from its owner (the message's body is written when the reply ends)."""
+    return room.reply_text(reply.id) or reply.body  # type: ignore[arg-type]
 
 
 async def ask(user: User, text: str) -> None:
@@ -79,7 +84,7 @@ async def test_a_tab_opened_mid_reply_gets_the_text_so_far_then_the_rest(
     asker = create_user()
     await open_room(asker)
     await ask(asker, '@gpt go slowly')
-    await eventually(lambda: replies(room) and len(replies(room)[0].body) > 20)
+    await eventually(lambda: replies(room) and len(text_so_far(room, replies(room)[0])) > 20)
     reply_id = replies(room)[0].id
     assert reply_id is not None
 
@@ -97,7 +102,7 @@ async def test_a_long_reply_is_coalesced_for_tabs_and_database(user: User, room:
     fake_openai.script = Script(tokens=numbered_tokens(1000), delay=0.002)
     await open_room(user)
     tab_updates: list[str] = []
-    room.grew.subscribe(lambda _id, _offset, text: tab_updates.append(text))
+    room.grew.subscribe(lambda pieces: tab_updates.extend(text for _offset, text in pieces.values()))
     commits_before = room.store.commits
     await ask(user, '@gpt a long one')
     reply = await finished_reply(room, timeout=30)
@@ -116,7 +121,7 @@ async def test_stop_ends_the_reply_in_every_tab_and_closes_the_connection(
     fake_openai.script = Script(tokens=numbered_tokens(500), delay=0.02)
     asker, watcher = two_tabs
     await ask(asker, '@gpt talk a lot')
-    await eventually(lambda: replies(room) and replies(room)[0].body)
+    await eventually(lambda: replies(room) and text_so_far(room, replies(room)[0]))
     reply_id = replies(room)[0].id
     assert reply_id is not None
     watcher.find(marker='stop').click()  # anyone may stop it, not only the asker
@@ -180,8 +185,8 @@ async def test_one_pending_reply_per_person(
     assert await room.store.count() == 2  # the first question and its reply; the refused one was not stored
     await ask(other, '@gpt meanwhile, my question')  # someone else may ask at the same time
     await eventually(lambda: len(replies(room)) == 2)
-    room.bot.stop(replies(room)[0].id)  # type: ignore[arg-type]
-    room.bot.stop(replies(room)[1].id)  # type: ignore[arg-type]
+    room.stop(replies(room)[0].id)  # type: ignore[arg-type]
+    room.stop(replies(room)[1].id)  # type: ignore[arg-type]
 
 
 async def test_the_context_names_people_and_keeps_order_and_limit(
@@ -208,7 +213,8 @@ async def test_the_context_names_people_and_keeps_order_and_limit(
     ]
     assert len(messages) == 1 + 6  # all six messages before the reply fit in the default limit of 20
 
-    room.bot.settings = replace(room.bot.settings, context_messages=4, system_prompt='Be brief.')
+    room.replies.settings = replace(room.replies.settings, context_messages=4)
+    room.bot.system_prompt = 'Be brief.'
     await ask(abhi, '@gpt now with less context')
     await eventually(lambda: len(replies(room)) == 3)
     await finished_reply(room)
@@ -243,7 +249,7 @@ async def test_closing_every_tab_does_not_stop_the_reply(user: User, room: Room,
     fake_openai.script = Script(tokens=numbered_tokens(50), delay=0.02)
     await open_room(user)
     await ask(user, '@gpt keep going without us')
-    await eventually(lambda: replies(room) and replies(room)[0].body)
+    await eventually(lambda: replies(room) and text_so_far(room, replies(room)[0]))
     assert user.client is not None
     user.client.delete()
     reply = await finished_reply(room)
@@ -256,9 +262,9 @@ async def test_shutting_down_mid_reply_marks_it_interrupted_with_its_text(
     fake_openai.script = Script(tokens=numbered_tokens(500), delay=0.02)
     await open_room(user)
     await ask(user, '@gpt a long answer')
-    await eventually(lambda: replies(room) and len(replies(room)[0].body) > 10)
+    await eventually(lambda: replies(room) and len(text_so_far(room, replies(room)[0])) > 10)
     reply_id = replies(room)[0].id
-    await room.bot.interrupt_all()
+    await room.replies.interrupt_all()
     stored = await room.store.get(reply_id)  # type: ignore[arg-type]
     assert stored is not None and stored.status == Status.INTERRUPTED
     assert stored.body and ''.join(numbered_tokens(500)).startswith(stored.body)
@@ -279,14 +285,14 @@ async def test_pressing_stop_again_while_the_reply_ends_still_ends_it_cleanly(
     fake_openai.script = Script(tokens=numbered_tokens(500), delay=0.02)
     await open_room(user)
     await ask(user, '@gpt talk a lot')
-    await eventually(lambda: replies(room) and replies(room)[0].body)
+    await eventually(lambda: replies(room) and text_so_far(room, replies(room)[0]))
     reply_id = replies(room)[0].id
     assert reply_id is not None
     deadline = asyncio.get_running_loop().time() + 5
-    while reply_id in room.bot.replies and asyncio.get_running_loop().time() < deadline:
-        room.bot.stop(reply_id)  # an impatient reader, at every turn of the loop, while the reply saves its end
+    while reply_id in room.replies.in_progress and asyncio.get_running_loop().time() < deadline:
+        room.stop(reply_id)  # an impatient reader, at every turn of the loop, while the reply saves its end
         await asyncio.sleep(0)
-    assert reply_id not in room.bot.replies, 'the reply never ended'
+    assert reply_id not in room.replies.in_progress, 'the reply never ended'
     reply = await finished_reply(room)
-    assert reply.status == Status.STOPPED and not room.bot.claimed
+    assert reply.status == Status.STOPPED and not room.replies.in_progress and not room.replies.reserved
     assert gc.get_threshold()[2] != PUT_OFF, 'full garbage collections stayed off'

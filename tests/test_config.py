@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from chat.config import DEFAULT_MODEL, Settings, parse_settings
-from chat.providers import chosen_provider
+from chat.command_line import parse_settings
+from chat.config import Settings
+from chat.roster import chosen_provider
 
 ROOT = Path(__file__).parent.parent
 
@@ -19,7 +20,7 @@ ROOT = Path(__file__).parent.parent
 def test_defaults() -> None:
     settings = parse_settings([])
     assert (settings.host, settings.port, settings.db, settings.model) == ('127.0.0.1', 8080, 'data/chat.db',
-                                                                           DEFAULT_MODEL)
+                                                                           'gpt-4.1-mini')
     assert settings.seed and settings.show_browser and not settings.native and not settings.reset
     assert settings.db_url == 'sqlite:///data/chat.db'
     assert settings.provider == 'auto' and settings.model_path is None  # what `auto` picks: tests/test_local_model.py
@@ -35,7 +36,7 @@ def test_every_flag_reaches_the_settings() -> None:
     assert settings == Settings(
         host='0.0.0.0', port=9000, db='postgresql+psycopg://u@h/db', seed=False, show_browser=False, native=True,
         reset=True, yes=True, provider='demo', model='llama3', max_tokens=50, context_messages=7,
-        system_prompt='Hi.', max_retries=1, first_token_timeout=12, stall_timeout=12, model_path='~/m.gguf',
+        system_prompt='Hi.', max_retries=1, reply_timeout=12, model_path='~/m.gguf',
     )
     assert settings.db_url == 'postgresql+psycopg://u@h/db'  # an SQLAlchemy URL is taken as it is
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from nicegui.testing import User
 
+from chat.demo_bot import DemoProvider
 from chat.models import Kind, Status
-from chat.providers import DemoProvider, Usage
+from chat.providers import Request, Usage
 from chat.room import Room
 from chat.seed import SCRIPT, play_script
 
@@ -34,9 +35,9 @@ async def test_the_demo_bot_streams_labelled_text_through_the_same_path(user: Us
 
 async def test_the_demo_bot_honours_the_token_cap() -> None:
     provider = DemoProvider(seconds_per_word=0)
-    items = [item async for item in provider.stream([{'role': 'user', 'content': 'Ian: @gpt hi'}], max_tokens=5)]
-    words, usage = items[:-1], items[-1]
-    assert len(words) == 5 and usage == Usage(prompt_tokens=3, completion_tokens=5)
+    request = Request([{'role': 'user', 'content': 'Ian: @gpt hi'}], max_tokens=5)
+    words = [text async for text in provider.stream(request)]
+    assert len(words) == 5 and request.usage == Usage(prompt_tokens=3, completion_tokens=5)
 
 
 async def test_the_first_run_script_plays_with_two_replies(user: User, room: Room) -> None:

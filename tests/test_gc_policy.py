@@ -1,13 +1,15 @@
-"""Full garbage collections wait while replies stream (chat/gc_policy.py)."""
+"""Full garbage collections wait while replies stream (chat/performance/gc_policy.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from types import SimpleNamespace
 
 import pytest
 
-from chat.gc_policy import PUT_OFF, FullCollectionsWhenQuiet
+from chat.performance.gc_policy import PUT_OFF, FullCollectionsWhenQuiet
+
+from .conftest import eventually
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +19,7 @@ def thresholds_restored() -> None:
     gc.set_threshold(*saved)
 
 
-def test_full_collections_are_put_off_while_streaming_and_allowed_again_after() -> None:
+async def test_full_collections_are_put_off_while_streaming_and_allowed_again_after() -> None:
     normal = gc.get_threshold()
     policy = FullCollectionsWhenQuiet()
     policy.streaming_started()
@@ -27,17 +29,16 @@ def test_full_collections_are_put_off_while_streaming_and_allowed_again_after() 
     assert gc.get_threshold() == normal
 
 
-def test_a_room_that_never_goes_quiet_still_gets_a_full_collection(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [100.0]
+async def test_a_room_that_never_goes_quiet_still_gets_a_full_collection(monkeypatch: pytest.MonkeyPatch) -> None:
     collections: list[int] = []
-    monkeypatch.setitem(FullCollectionsWhenQuiet.streaming_started.__globals__, 'time',
-                        SimpleNamespace(monotonic=lambda: clock[0], perf_counter=lambda: 0.0))
     monkeypatch.setattr(gc, 'collect', lambda *_: collections.append(1) or 0)
-    policy = FullCollectionsWhenQuiet(max_delay=300)
+    policy = FullCollectionsWhenQuiet(max_delay=0.5)
     policy.streaming_started()
-    clock[0] += 200
-    policy.streaming_started()
-    assert collections == []
-    clock[0] += 101
-    policy.streaming_started()
-    assert collections == [1]
+    await asyncio.sleep(0.05)
+    assert collections == [], 'collected before max_delay'
+    await eventually(lambda: collections == [1], 3, 'no collection after max_delay of streaming')  # no new reply
+    await eventually(lambda: collections == [1, 1], 3, 'no second collection after another max_delay')
+    policy.streaming_ended()
+    count = len(collections)
+    await asyncio.sleep(1.0)
+    assert len(collections) == count, 'a quiet room gets no forced collection'

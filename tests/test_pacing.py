@@ -1,11 +1,11 @@
-"""A burst of work for every tab is spread over turns of the event loop (chat/ui/pacing.py)."""
+"""A burst of work for every tab is spread over turns of the event loop (chat/performance/pacing.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from chat.ui.pacing import Pacer
+from chat.performance.pacing import Pacer
 
 
 def busy(seconds: float) -> None:

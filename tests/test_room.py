@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from nicegui import ElementFilter, app, ui
+from nicegui import Client, ElementFilter, app, ui
 from nicegui.testing import User
 
 from chat.models import Message
@@ -182,3 +184,17 @@ async def test_older_messages_load_on_demand(earlier_messages: list[str], user: 
     await eventually(lambda: len(bubbles(user)) == 150)
     assert [text for _, text, _ in shown(user)] == [f'old message {index}' for index in range(150)]
     await user.should_not_see(marker='older')  # there is nothing older
+
+
+async def test_a_page_request_that_never_opens_its_socket_leaves_no_error(
+        user: User, room: Room, caplog: pytest.LogCaptureFixture) -> None:
+    """curl, a health check, a link preview or a tab closed at once: NiceGUI prunes its client after a minute."""
+    await open_room(user)
+    before = set(Client.instances)
+    assert (await user.http_client.get('/')).status_code == 200
+    (lonely,) = [client for client in Client.instances.values() if client.id not in before]
+    Client.prune_instances(client_age_threshold=0)  # what NiceGUI does to it a minute later
+    await eventually(lambda: lonely.is_deleted)
+    await asyncio.sleep(0.2)  # the page's handler resumes after its client's deletion
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR], caplog.text
+    assert len(room.people) == 1  # the lonely request never joined the room

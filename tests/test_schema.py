@@ -1,4 +1,4 @@
-"""The database's shape comes from Alembic migrations (chat/schema.py, chat/migrations), and a room can be copied
+"""The database's shape comes from Alembic migrations (chat/database.py, chat/migrations), and a room can be copied
 into another database (chat/copy_room.py)."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from sqlalchemy import inspect, text
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from chat.copy_room import copy_room
+from chat.database import create_database_engine, upgrade
 from chat.models import Kind, Message, Status
-from chat.schema import upgrade
-from chat.store import Store, create_database_engine
+from chat.store import Store
 
 TABLE_BEFORE_MIGRATIONS = """
 CREATE TABLE message (

@@ -1,4 +1,4 @@
-"""Alembic's entry point. The app runs the migrations itself at start-up (chat/schema.py), on its own connection."""
+"""Alembic's entry point. The app runs the migrations itself at start-up (chat/database.py), on its own connection."""
 
 from __future__ import annotations
 

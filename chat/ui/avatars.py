@@ -1,4 +1,4 @@
-"""Avatars as small SVG images served by the app.
+"""Avatars: each person's colour and initials, drawn as small SVG images that the app serves.
 
 A message's avatar is an image URL on the chat message itself (Quasar's `avatar` prop), not an avatar element with
 a label inside: the room's busiest moment is a burst of new messages built in every open tab, and each NiceGUI
@@ -7,14 +7,17 @@ element costs the server about 0.1 ms to build in each tab. The browser caches e
 
 from __future__ import annotations
 
+import hashlib
 from html import escape
 from urllib.parse import quote
 
 from fastapi import Response
 from nicegui import app
 
-from ..room import AVATAR_COLORS, avatar_color, initials
-
+# Material colours (Quasar's red-7, pink-7, ...) dark enough for white initials; CSS colours, so the avatar images
+# and the avatar element in the page's header agree.
+AVATAR_COLORS = ['#d32f2f', '#c2185b', '#7b1fa2', '#512da8', '#303f9f', '#1565c0', '#00838f', '#00796b',
+                 '#2e7d32', '#33691e', '#e65100', '#e64a19', '#6d4c41', '#455a64']
 BOT_COLOR = '#424242'
 PERSON_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 40 40"><circle cx="20" cy="20" r="20" '
               'fill="{color}"/><text x="20" y="25.5" font-family="Roboto,Arial,sans-serif" font-size="15" '
@@ -28,6 +31,15 @@ BOT_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 40 40"><circle 
            'rx=".8"/></g></svg>')
 BOT_AVATAR_URL = '/avatars/bot.svg'
 CACHED_FOR_A_DAY = {'Cache-Control': 'public, max-age=86400'}
+
+
+def avatar_color(person_id: str) -> str:
+    """A colour that stays with a person's id (not their name, which they may change)."""
+    return AVATAR_COLORS[hashlib.sha256(person_id.encode()).digest()[0] % len(AVATAR_COLORS)]
+
+
+def initials(name: str) -> str:
+    return ''.join(word[0] for word in name.split()[:2]).upper() or '?'
 
 
 def person_avatar_url(name: str, person_id: str) -> str:

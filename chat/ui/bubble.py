@@ -15,7 +15,6 @@ from nicegui import ui
 
 from ..markdown import render_markdown
 from ..models import Kind, Message, Status
-from ..room import avatar_color, initials
 from .avatars import BOT_AVATAR_URL, person_avatar_url
 from .stream import StreamingText
 
@@ -27,13 +26,6 @@ STATUS_COLORS = {Status.ERROR: 'message-error', Status.INTERRUPTED: 'message-war
 BUBBLE_CSS = ('.message-plain { white-space: pre-wrap; overflow-wrap: anywhere; } '
               '.message-error .q-message-stamp { color: var(--q-negative); opacity: 1; } '
               '.message-warning .q-message-stamp { color: var(--q-warning); opacity: 1; }')
-
-
-def person_avatar(name: str, person_id: str, size: str = 'md') -> ui.label:
-    """A coloured circle with the person's initials (the header's "Connected as"); returns the label, so a new name
-    can update it."""
-    with ui.avatar(color=avatar_color(person_id), text_color='white', size=size):
-        return ui.label(initials(name)).classes('text-sm')
 
 
 def local_time(moment: datetime) -> str:
@@ -65,10 +57,10 @@ def status_line(message: Message) -> str:
 
 class Bubble:
     def __init__(self, message: Message, *, mine: bool, on_stop: Callable[[int], None],
-                 live_text: Callable[[int], str | None]) -> None:
+                 reply_text: Callable[[int], str | None]) -> None:
         self.message_id = message.id
         self.on_stop = on_stop
-        self.live_text = live_text  # a reply in progress: the text tabs have been sent so far
+        self.reply_text = reply_text  # asks a reply in progress for its text so far (None once it has ended)
         self.message = message
         self.is_reply = message.kind == Kind.BOT
         avatar = BOT_AVATAR_URL if self.is_reply else person_avatar_url(message.author, message.author_id)
@@ -107,10 +99,10 @@ class Bubble:
         self.show_status(message)
 
     def text_so_far(self) -> str:
-        """The bot's own copy, not this bubble's message: a bubble loaded with older messages holds a stale one."""
+        """A reply's text so far, from its owner (the message's body is written only at the end)."""
         assert self.message_id is not None
-        live = self.live_text(self.message_id)
-        return self.message.body if live is None else live
+        text = self.reply_text(self.message_id)
+        return self.message.body if text is None else text
 
     def show_status(self, message: Message) -> None:
         self.element.props['stamp'] = status_line(message)

@@ -4,49 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
-from uuid import uuid4
 
-from faker import Faker
 from nicegui import app, ui
 
+from ..demo_bot import DemoProvider
 from ..markdown import code_highlight_css
 from ..models import Message
-from ..providers import DemoProvider
-from ..room import MessageRefused, Person, Room, initials
-from .avatars import person_avatar_url, register_avatar_routes
-from .bubble import BUBBLE_CSS, Bubble, person_avatar
-from .pacing import Pacer
+from ..performance.pacing import Pacer
+from ..room import MessageRefused, Person, Room
+from .avatars import register_avatar_routes
+from .bubble import BUBBLE_CSS, Bubble
+from .people import PEOPLE_CSS, MyName, PeopleList, new_identity
 from .stream import ReplyTextBroadcast
 
 # The list is a column-reverse flex box: the browser itself keeps it pinned to the bottom while the
 # reader is there, and leaves it alone once they scroll up, with no message from the server.
 SCROLLER_CLASSES = 'message-scroller w-full h-full overflow-y-auto flex flex-col-reverse q-pa-sm'
 T = TypeVar('T')
-PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N more"
-PEOPLE_CSS = ('.person-row { padding-left: 32px; min-height: 24px; line-height: 24px; white-space: nowrap; '
-              'background: no-repeat left center / 24px 24px; }')
 # In a reversed list, scrollTop is 0 at the bottom and grows negative towards the top.
 SCROLL_JS = ('(event) => { const list = event.target; emit({bottom: list.scrollTop > -80, '
              'top: list.scrollHeight - list.clientHeight + list.scrollTop < 80}) }')
 
 
-def new_identity(room: Room) -> dict[str, str]:
-    """A made-up first name, preferably one nobody in the room has right now."""
-    fake = Faker()
-    taken = {person.name for person in room.people.values()}
-    name = fake.first_name()
-    for _ in range(20):
-        if name not in taken:
-            break
-        name = fake.first_name()
-    return {'id': uuid4().hex, 'name': name}
-
-
-def valid_name(name: str) -> bool:
-    return 0 < len(name.strip()) <= 40
-
-
 class ChatPage:
+    """One tab's view of the room: built once when the tab opens, then kept current by the room's events."""
+
     def __init__(self, room: Room, person: Person, pacer: Pacer) -> None:
         self.room = room
         self.me = person
@@ -54,37 +36,31 @@ class ChatPage:
         self.client = ui.context.client
         self.bubbles: dict[int, Bubble] = {}
         self.at_bottom = True
-
+        self.loading_older = False
         # The list fills the space between header and footer exactly, whatever their height (Quasar's
         # page container leaves room for both): the newest message never hides behind the message box.
         ui.query('.q-page').classes('relative')
         ui.query('.nicegui-content').classes('absolute-full p-0')
+        self.build_header()
+        self.people = PeopleList(room, person)
+        self.build_message_list()
+        self.build_footer()
+        room.added.subscribe(lambda message: self.paced(self.on_added, message))
+        room.changed.subscribe(lambda message: self.paced(self.on_changed, message))
+        room.presence_changed.subscribe(lambda person: self.paced(self.people.on_presence_changed, person))
 
+    def build_header(self) -> None:
         with ui.header().classes('items-center gap-3 bg-grey-9 q-py-sm'):
             ui.label('Streaming chat').classes('text-lg font-medium')
-            is_demo = isinstance(room.bot.provider, DemoProvider)  # orange: not a real model
-            ui.badge(room.bot.provider.description, color='orange-9' if is_demo else 'teal-8') \
-                .classes('text-xs').mark('provider')
+            provider = self.room.bot.provider
+            ui.badge(provider.description, color='orange-9' if isinstance(provider, DemoProvider) else 'teal-8') \
+                .classes('text-xs').mark('provider')  # orange: not a real model
             ui.space()
-            with ui.button(on_click=self.rename).props('flat no-caps').classes('text-white').mark('me'):
-                ui.label('Connected as').classes('text-grey-5 q-mr-xs')
-                self.my_name = ui.label(person.name).classes('my-name font-medium q-mr-sm')
-                self.my_initials = person_avatar(person.name, person.id, size='sm')
-                ui.tooltip('Click to change your name')
-            ui.button(icon='group', on_click=lambda: self.people_drawer.toggle()) \
+            MyName(self.room, self.me)
+            ui.button(icon='group', on_click=lambda: self.people.drawer.toggle()) \
                 .props('flat round dense').classes('text-white').tooltip('Who is here')
 
-        # Open beside the chat on a wide screen; on a phone closed, until the header's people button opens it.
-        with ui.right_drawer(fixed=True).classes('bg-grey-1').props('width=200 breakpoint=700') \
-                as self.people_drawer:
-            self.people_title = ui.label().classes('text-sm text-grey-8 font-medium')
-            self.people_list = ui.column().classes('gap-1').mark('people')
-            self.more_people = ui.label().classes('text-xs text-grey-7')
-        self.people_rows: dict[str, ui.label] = {}
-        for person in [self.me, *(p for p in room.people.values() if p.id != self.me.id)][:PEOPLE_SHOWN]:
-            self.add_person_row(person)
-        self.show_people_count()
-
+    def build_message_list(self) -> None:
         self.scroller = ui.element('div').classes(SCROLLER_CLASSES) \
             .on('scroll', self.on_scroll, js_handler=SCROLL_JS, throttle=0.2)
         with self.scroller, ui.column().classes('w-full gap-1 q-px-sm'):
@@ -92,26 +68,22 @@ class ChatPage:
                 .props('flat dense no-caps size=sm').classes('self-center').mark('older')
             self.older_messages = ui.column().classes('w-full gap-1')
             self.messages = ui.column().classes('w-full gap-1').mark('messages')
+        with self.messages:
+            for message in self.room.recent:
+                self.add(message)
+        self.older_button.set_visibility(len(self.room.recent) >= self.room.settings.history_size)
         with ui.page_sticky('bottom', y_offset=90):
             self.new_messages_chip = ui.button('New messages', icon='arrow_downward', on_click=self.jump_to_bottom) \
                 .props('rounded dense unelevated no-caps color=primary size=sm') \
                 .classes('new-messages').mark('new-messages')
             self.new_messages_chip.set_visibility(False)
 
+    def build_footer(self) -> None:
         with ui.footer().classes('bg-white q-pa-sm'), ui.row().classes('w-full items-center no-wrap gap-2'):
-            self.input = ui.input(placeholder='Message the room. Write @gpt to ask GPT.') \
+            handle = self.room.bot.handle
+            self.input = ui.input(placeholder=f'Message the room. Write @{handle} to ask {handle.upper()}.') \
                 .props('outlined dense autofocus').classes('grow').mark('input').on('keydown.enter', self.send)
             ui.button(icon='send', on_click=self.send).props('round unelevated color=primary').mark('send')
-
-        with self.messages:
-            for message in room.recent:
-                self.add(message)
-        self.older_button.set_visibility(len(room.recent) >= room.settings.history_size)
-        self.loading_older = False
-
-        room.added.subscribe(lambda message: self.paced(self.on_added, message))
-        room.changed.subscribe(lambda message: self.paced(self.on_changed, message))
-        room.presence_changed.subscribe(lambda person: self.paced(self.on_presence_changed, person))
 
     # what the room tells every tab
 
@@ -121,8 +93,8 @@ class ChatPage:
 
     def add(self, message: Message) -> None:
         assert message.id is not None
-        self.bubbles[message.id] = Bubble(message, mine=message.author_id == self.me.id, on_stop=self.room.bot.stop,
-                                          live_text=self.room.bot.text_so_far)
+        self.bubbles[message.id] = Bubble(message, mine=message.author_id == self.me.id, on_stop=self.room.stop,
+                                          reply_text=self.room.reply_text)
 
     def on_added(self, message: Message) -> None:
         if message.id in self.bubbles:
@@ -135,26 +107,6 @@ class ChatPage:
     def on_changed(self, message: Message) -> None:
         if message.id is not None and (bubble := self.bubbles.get(message.id)):
             bubble.change(message)
-
-    def on_presence_changed(self, person: Person) -> None:
-        """One person arrived, left or was renamed: change their row only, so a busy room stays cheap."""
-        if row := self.people_rows.pop(person.id, None):
-            self.people_list.remove(row)
-        if person.id in self.room.people and len(self.people_rows) < PEOPLE_SHOWN:
-            self.add_person_row(person)
-        self.show_people_count()
-
-    def show_people_count(self) -> None:
-        self.people_title.set_text(f'Here now ({len(self.room.people)})')
-        hidden = len(self.room.people) - len(self.people_rows)
-        self.more_people.set_text(f'and {hidden} more' if hidden > 0 else '')
-
-    def add_person_row(self, person: Person) -> None:
-        """One element per person (every tab has this list): their name, with their avatar image as its background."""
-        with self.people_list:
-            row = ui.label(person.name + (' (you)' if person.id == self.me.id else '')).classes('person-row text-sm') \
-                .style(f'background-image: url({person_avatar_url(person.name, person.id)})')
-        self.people_rows[person.id] = row
 
     # what this tab's reader does
 
@@ -199,28 +151,6 @@ class ChatPage:
         self.at_bottom = True
         self.new_messages_chip.set_visibility(False)
 
-    def rename(self) -> None:
-        with ui.dialog() as dialog, ui.card():
-            ui.label('Your name in the room')
-            name_input = ui.input(value=self.me.name, validation={'1 to 40 characters': valid_name}) \
-                .props('autofocus').mark('name-input')
-
-            def save() -> None:
-                name = (name_input.value or '').strip()
-                if not valid_name(name):
-                    return
-                app.storage.tab['identity'] = {'id': self.me.id, 'name': name}
-                self.room.rename(self.me, name)
-                self.my_name.set_text(name)
-                self.my_initials.set_text(initials(name))
-                dialog.close()
-
-            name_input.on('keydown.enter', save)
-            with ui.row():
-                ui.button('Save', on_click=save).mark('save-name')
-                ui.button('Cancel', on_click=dialog.close).props('flat')
-        dialog.open()
-
 
 def register_page(room: Room, broadcast: ReplyTextBroadcast, pacer: Pacer) -> None:
     ui.add_css(code_highlight_css() + BUBBLE_CSS + PEOPLE_CSS, shared=True)
@@ -231,6 +161,8 @@ def register_page(room: Room, broadcast: ReplyTextBroadcast, pacer: Pacer) -> No
         client = ui.context.client
         await client.connected()  # the tab's storage (who this tab is) needs the socket
         await room.ready.wait()  # NiceGUI runs start-up hooks in the background: a tab may arrive first
+        if client.is_deleted:  # it never connected (curl, a link preview, a tab closed at once) and was pruned
+            return
         identity = app.storage.tab.get('identity') or new_identity(room)
         app.storage.tab['identity'] = identity
         person = room.join(identity['id'], identity['name'], client.id)

@@ -1,9 +1,10 @@
 """How a growing reply reaches the tabs: one socket message per beat for all of them, not one element per tab.
 
 The straightforward NiceGUI way to grow a text is to add an element (or update a prop) in every tab's page, which
-costs a Python object, a diff and a JSON encoding per tab per piece of text. Here the room's `grew` events of one beat
-are gathered into a single `grew` message ({reply id: [offset, new text]}), encoded once and handed to every
-tab's socket by socket.io; `streaming_text.js` in each tab appends its part.
+costs a Python object, a diff and a JSON encoding per tab per piece of text. Here the room's `grew` event, which
+carries one beat's new text of every reply (reply.py keeps the beat), becomes a single socket message
+({reply id: [offset, new text]}), encoded once and handed to every tab's socket by socket.io; `streaming_text.js`
+in each tab appends its part.
 
 What a tab would miss this way is healed, not lost: each piece carries its offset, so a tab that missed one (its
 socket dropped for a moment) sees the gap and asks for the text so far; a tab opened mid-reply starts from the text
@@ -12,16 +13,12 @@ so far; and when the reply ends every tab draws the finished text from the serve
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable
 
 from nicegui import background_tasks, core
 from nicegui.element import Element
 
 from ..room import Room
-
-log = logging.getLogger(__name__)
 
 EVENT_NAME = 'grew'  # the socket message streaming_text.js listens for; short, as it goes out 20 times a second
 
@@ -42,8 +39,7 @@ class ReplyTextBroadcast:
 
     def __init__(self, room: Room) -> None:
         self.client_ids: set[str] = set()  # the tabs showing the room; socket.io has a "room" named after each
-        self.pending: dict[int, tuple[int, str]] = {}  # reply id -> (offset, new text) gathered this beat
-        room.grew.subscribe(self.on_grew)
+        room.grew.subscribe(self.send)
 
     def add_tab(self, client_id: str) -> None:
         self.client_ids.add(client_id)
@@ -51,16 +47,7 @@ class ReplyTextBroadcast:
     def remove_tab(self, client_id: str) -> None:
         self.client_ids.discard(client_id)
 
-    def on_grew(self, message_id: int, offset: int, text: str) -> None:
-        if not self.pending:  # the first reply to grow in this beat; the others grow in the same loop turn
-            asyncio.get_running_loop().call_soon(self.send)
-        if earlier := self.pending.get(message_id):  # the same reply grew twice before the send: one piece
-            offset, text = earlier[0], earlier[1] + text
-        self.pending[message_id] = (offset, text)
-
-    def send(self) -> None:
-        pieces, self.pending = self.pending, {}
-        if not pieces or not self.client_ids:
-            return
-        # socket.io encodes the message once and queues the same bytes on every tab's socket.
-        background_tasks.create(core.sio.emit(EVENT_NAME, pieces, room=list(self.client_ids)), name='send reply text')
+    def send(self, pieces: dict[int, tuple[int, str]]) -> None:
+        if self.client_ids:  # socket.io encodes the message once and queues the same bytes on every tab's socket
+            background_tasks.create(core.sio.emit(EVENT_NAME, pieces, room=list(self.client_ids)),
+                                    name='send reply text')

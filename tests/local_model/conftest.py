@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chat.providers import local_model_installed
+from chat.local_model import installed as local_model_installed
 
 
 @pytest.fixture(autouse=True)

@@ -6,18 +6,19 @@ import asyncio
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from nicegui.testing import User
 
-from chat.local_model import LlamaModel, LocalModelProvider
+from chat.local_model.llama import LlamaModel
+from chat.local_model.provider import LocalModelProvider
 from chat.models import Status
+from chat.providers import Request
 from chat.room import Room
 
 from ..conftest import SentReplyText, eventually, status_shown
-from ..test_bot import ask, finished_reply, lengths_while_streaming, replies
+from ..test_bot import ask, finished_reply, lengths_while_streaming, replies, text_so_far
 
 ROOT = Path(__file__).parent.parent.parent
 STORYTELLER = 'You are a storyteller. Whatever you are asked, answer with a long, detailed story of many paragraphs.'
@@ -41,7 +42,7 @@ async def test_a_reply_from_smollm2_streams_into_two_tabs(two_tabs: tuple[User, 
     with asker:
         assert 'SmolLM2' in asker.find(marker='provider').elements.pop().text  # the header says who answers
     await ask(asker, '@gpt tell us about the sea')
-    await eventually(lambda: replies(room) and replies(room)[0].body, 20, 'no text from the model')
+    await eventually(lambda: replies(room) and text_so_far(room, replies(room)[0]), 20, 'no text from the model')
     reply_id = replies(room)[0].id
     assert reply_id is not None
     lengths_seen = await lengths_while_streaming(room, watcher, reply_id, sent_reply_text)
@@ -62,7 +63,8 @@ async def test_stop_ends_the_generation_at_once(two_tabs: tuple[User, User], roo
     provider = provider_of(room)
     asker, watcher = two_tabs
     await ask(asker, '@gpt tell me a story about a lighthouse keeper')
-    await eventually(lambda: replies(room) and len(replies(room)[0].body) > 20, 20, 'no text from the model')
+    await eventually(lambda: replies(room) and len(text_so_far(room, replies(room)[0])) > 20, 20,
+                     'no text from the model')
     watcher.find(marker='stop').click()
     stopped_at = time.monotonic()
 
@@ -75,14 +77,15 @@ async def test_stop_ends_the_generation_at_once(two_tabs: tuple[User, User], roo
     assert freed_after < 1.0, f'the model was busy {freed_after:.2f} s after the Stop'
 
     await ask(asker, '@gpt and now a short one')  # the model is free for the next question
-    await eventually(lambda: len(replies(room)) == 2 and replies(room)[1].body, 20, 'no answer after the Stop')
-    room.bot.stop(replies(room)[1].id)  # type: ignore[arg-type]
+    await eventually(lambda: len(replies(room)) == 2 and text_so_far(room, replies(room)[1]), 20,
+                     'no answer after the Stop')
+    room.stop(replies(room)[1].id)  # type: ignore[arg-type]
     await finished_reply(room, 5)
 
 
 async def test_two_questions_at_once_are_answered_one_after_the_other(two_tabs: tuple[User, User],
                                                                       room: Room) -> None:
-    room.bot.settings = replace(room.bot.settings, max_tokens=60)
+    room.bot.max_tokens = 60
     first, second = two_tabs
     await ask(first, '@gpt what is a cat?')
     await ask(second, '@gpt what is a dog?')
@@ -108,7 +111,7 @@ async def test_stop_while_the_model_reads_a_long_conversation_frees_it_at_once()
     received: list[object] = []
 
     async def read() -> None:
-        async for item in provider.stream(messages, 100):
+        async for item in provider.stream(Request(messages, 100)):
             received.append(item)
     reading = asyncio.create_task(read())
     llama = provider.generator.llama  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ async def test_the_store_works_on_postgresql(postgres_url: str) -> None:
                                         reply_to=question.id))
         await store.save(reply.id, body='Half an answer')  # type: ignore[arg-type]
         assert [m.body for m in await store.context_for(question.id, 10)] == ['@gpt hi']  # type: ignore[arg-type]
-        assert await store.mark_interrupted() == 1
+        assert await store.interrupt_abandoned_replies() == [reply.id]
         stored = await store.get(reply.id)  # type: ignore[arg-type]
         assert stored is not None and (stored.status, stored.body) == (Status.INTERRUPTED, 'Half an answer')
         # Times come back as the same moment, whatever the server's own time zone.

@@ -1,4 +1,4 @@
-"""Two app instances as real processes on one PostgreSQL room (chat/relay.py): a tab on each, watched through
+"""Two app instances as real processes on one PostgreSQL room (chat/instances/relay.py): a tab on each, watched through
 NiceGUI's own socket protocol (bench/socket_tab.py), against the local OpenAI-compatible server."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 from sqlmodel import Session, select
 
 from bench.socket_tab import SocketTab, acknowledge_forever
+from chat.database import create_database_engine
+from chat.instances.relay import LEASE_SECONDS, SWEEP_EVERY
 from chat.models import Kind, Message, Status
-from chat.relay import LEASE_SECONDS, SWEEP_EVERY
-from chat.store import create_database_engine
 
 from ..browser import AppProcess, child_environment
 from ..fake_openai import FakeOpenAI, numbered_tokens

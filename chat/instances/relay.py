@@ -4,8 +4,8 @@ Each instance keeps its own tabs and its own room in memory (room.py). PostgreSQ
 room's news between instances: an instance announces what happened on it (a message added, a reply's new text, a
 reply's new status, a Stop pressed for a reply another instance streams), and every other instance repeats it to
 its own tabs through the same room events, so the page does not know where a message came from. A notification
-holds at most 8,000 bytes: messages travel as their id (the others read the row, committed before the notice is
-sent), text in pieces of at most PIECE_CHARS characters.
+holds less than 8,000 bytes: messages travel as their id (the others read the row, committed before the notice is
+sent), a beat's new text in as few notices as fit.
 
 A reply is streamed by the instance that was asked. It keeps the reply's lease in the database LEASE_SECONDS in
 the future (by the database's clock, so the machines' clocks do not matter); every instance looks for replies whose
@@ -25,17 +25,19 @@ from uuid import uuid4
 import psycopg
 from sqlalchemy.engine import make_url
 
-from .models import Message, Status
-from .room import Room
+from ..models import Message, Status
+from ..room import Room
 
 log = logging.getLogger(__name__)
 
 CHANNEL = 'chat_room'
+NOTICE_BYTES = 7500  # NOTIFY takes a payload under 8,000 bytes
 PIECE_CHARS = 1000  # sent as UTF-8 JSON: at most 6 bytes a character (an escaped control character)
 LEASE_SECONDS = 10.0
 RENEW_EVERY = LEASE_SECONDS / 4
 SWEEP_EVERY = LEASE_SECONDS / 2
 STATUS_FIELDS = ('status', 'error', 'model', 'prompt_tokens', 'completion_tokens', 'first_token_ms', 'duration_ms')
+Pieces = dict[int, tuple[int, str]]  # reply id -> (where the new text starts, the text), as the room's `grew` has it
 
 
 class PostgresRelay:
@@ -47,11 +49,11 @@ class PostgresRelay:
         self.repeating = False  # while this relay emits another instance's news (not to be announced again)
         self.listening: list[asyncio.Task] = []
         self.sending: asyncio.Task | None = None
+        self.followed: dict[int, str] = {}  # replies another instance writes, by id: their text so far
         room.added.subscribe(self.on_added)
         room.grew.subscribe(self.on_grew)
         room.changed.subscribe(self.on_changed)
-        room.bot.lease_seconds = LEASE_SECONDS
-        room.bot.stop_elsewhere = lambda message_id: self.announce({'e': 'stop', 'id': message_id})
+        room.other_instances = self  # the room asks this relay for the text of, and a Stop for, the followed replies
 
     async def start(self) -> None:
         await self.room.ready.wait()  # NiceGUI runs start-up hooks side by side: the room opens first
@@ -87,15 +89,33 @@ class PostgresRelay:
             self.outbox.put_nowait(json.dumps({'from': self.instance, **news}, ensure_ascii=False))
 
     def on_added(self, message: Message) -> None:
-        self.announce({'e': 'added', 'id': message.id})
+        self.announce({'event': 'added', 'id': message.id})
 
-    def on_grew(self, message_id: int, offset: int, text: str) -> None:
-        for start in range(0, len(text), PIECE_CHARS):
-            piece = text[start:start + PIECE_CHARS]
-            self.announce({'e': 'grew', 'id': message_id, 'at': offset + start, 'text': piece})
+    def on_grew(self, pieces: Pieces) -> None:
+        """One beat's new text of every reply, in as few notices as fit NOTIFY's size: [[id, offset, text], ...]."""
+        notice: list[tuple[int, int, str]] = []
+        for message_id, (offset, text) in pieces.items():
+            for start in range(0, len(text), PIECE_CHARS):
+                chunk = text[start:start + PIECE_CHARS]
+                if notice and sum(6 * len(piece[2]) + 40 for piece in [*notice, (0, 0, chunk)]) > NOTICE_BYTES:
+                    self.announce({'event': 'grew', 'pieces': notice})  # 40: the brackets, id and offset, at most
+                    notice = []
+                notice.append((message_id, offset + start, chunk))
+        if notice:
+            self.announce({'event': 'grew', 'pieces': notice})
 
     def on_changed(self, message: Message) -> None:
-        self.announce({'e': 'changed', 'id': message.id, **{name: getattr(message, name) for name in STATUS_FIELDS}})
+        self.announce({'event': 'changed', 'id': message.id,
+                       **{name: getattr(message, name) for name in STATUS_FIELDS}})
+
+    # what the room asks of the replies other instances write
+
+    def reply_text(self, message_id: int) -> str | None:
+        return self.followed.get(message_id)
+
+    def stop_reply(self, message_id: int) -> None:
+        if message_id in self.followed:
+            self.announce({'event': 'stop', 'id': message_id})
 
     async def send(self) -> None:
         connection: psycopg.AsyncConnection | None = None
@@ -122,7 +142,7 @@ class PostgresRelay:
                     await self.catch_up()  # what happened before this instance listened
                     delay = 1.0
                     async for notice in connection.notifies():
-                        await self.take(notice.payload)  # awaited: the next notice waits, so the order holds
+                        await self.on_notice(notice.payload)  # awaited: the next notice waits, so the order holds
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -131,11 +151,11 @@ class PostgresRelay:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
-    async def take(self, payload: str) -> None:
+    async def on_notice(self, payload: str) -> None:
         try:
             news = json.loads(payload)
             if news['from'] != self.instance:
-                await self.repeat(news)
+                await self.show(news)
         except Exception:
             log.exception('could not repeat news from another instance: %s', payload[:200])
 
@@ -147,69 +167,81 @@ class PostgresRelay:
         finally:
             self.repeating = False
 
-    def known(self, message_id: int) -> Message | None:
+    def message_in_memory(self, message_id: int) -> Message | None:
         return next((message for message in self.room.recent if message.id == message_id), None)
 
-    async def repeat(self, news: dict[str, Any]) -> None:
-        bot = self.room.bot
-        message_id = news['id']
-        if news['e'] == 'stop':
-            if reply := bot.replies.get(message_id):  # only the instance streaming it: never passed on again
-                reply.stop()
-        elif news['e'] == 'added':
-            message = await self.room.store.get(message_id)
-            if message is not None and self.known(message_id) is None:
+    async def show(self, news: dict[str, Any]) -> None:
+        """Another instance's news, told to this instance's tabs through the room's own events."""
+        event = news['event']
+        if event == 'stop':  # only the instance writing the reply acts on it: never passed on again
+            self.room.replies.stop(news['id'])
+        elif event == 'added':
+            message = await self.room.store.get(news['id'])
+            if message is not None and self.message_in_memory(news['id']) is None:
                 self.show_added(message)
-        elif news['e'] == 'grew':
-            await self.show_grew(message_id, news['at'], news['text'])
-        elif news['e'] == 'changed' and message_id not in bot.replies:  # a reply streamed here is told by no one
-            message = self.known(message_id) or await self.room.store.get(message_id)
-            if message is None:
-                return
-            for name in STATUS_FIELDS:
-                setattr(message, name, news[name])
-            message.status = Status(news['status'])
-            if not message.status.in_progress:  # its final text was saved before the news was sent
-                stored = await self.room.store.get(message_id)
-                message.body = stored.body if stored else bot.remote_text.get(message_id, message.body)
-                bot.remote_text.pop(message_id, None)
-            with self.repeating_news():
-                self.room.changed.emit(message)
+        elif event == 'grew':
+            await self.show_grew(news['pieces'])
+        elif event == 'changed' and news['id'] not in self.room.replies.in_progress:  # a reply written here: no
+            await self.show_changed(news)
 
     def show_added(self, message: Message) -> None:
-        if message.status.in_progress and message.id not in self.room.bot.replies:
-            self.room.bot.remote_text[message.id] = message.body  # type: ignore[index]
+        if message.status.in_progress and message.id not in self.room.replies.in_progress:
+            self.followed[message.id] = message.body  # type: ignore[index]
         with self.repeating_news():
             self.room.publish(message)
 
-    async def show_grew(self, message_id: int, at: int, piece: str) -> None:
-        text = self.room.bot.remote_text.get(message_id)
+    async def show_grew(self, pieces: list[tuple[int, int, str]]) -> None:
+        new_pieces: Pieces = {}
+        for message_id, at, piece in pieces:
+            if new_piece := await self.follow(message_id, at, piece):
+                offset, text = new_pieces.get(message_id, (new_piece[0], ''))
+                new_pieces[message_id] = (offset, text + new_piece[1])
+        if new_pieces:
+            with self.repeating_news():
+                self.room.grew.emit(new_pieces)
+
+    async def follow(self, message_id: int, at: int, piece: str) -> tuple[int, str] | None:
+        """Add a piece to a followed reply's text; returns what is new to this instance's tabs, with its offset."""
+        text = self.followed.get(message_id)
         if text is None:
-            return  # a reply this instance does not show as in progress
-        if at > len(text):  # a piece was missed (this instance started mid-reply): the database has it, to a flush
+            return None  # a reply this instance does not show as in progress
+        if at > len(text):  # a piece was missed (this instance started mid-reply): the database has it, to a save
             stored = await self.room.store.get(message_id)
             if stored is None or len(stored.body) < at:
-                return  # not saved yet (at most 250 ms): a later piece fills this one in
+                return None  # not saved yet (at most 250 ms): a later piece fills this one in
             piece, at = stored.body[len(text):at] + piece, len(text)
         new_text = piece[len(text) - at:]
-        self.room.bot.remote_text[message_id] = text + new_text
-        if new_text:
-            with self.repeating_news():
-                self.room.grew.emit(message_id, len(text), new_text)
+        self.followed[message_id] = text + new_text
+        return (len(text), new_text) if new_text else None
+
+    async def show_changed(self, news: dict[str, Any]) -> None:
+        message = self.message_in_memory(news['id']) or await self.room.store.get(news['id'])
+        if message is None:
+            return
+        for name in STATUS_FIELDS:
+            setattr(message, name, news[name])
+        message.status = Status(news['status'])
+        if not message.status.in_progress:  # its final text was saved before the news was sent
+            stored = await self.room.store.get(news['id'])
+            message.body = stored.body if stored else self.followed.get(news['id'], message.body)
+            self.followed.pop(news['id'], None)
+        with self.repeating_news():
+            self.room.changed.emit(message)
 
     async def catch_up(self) -> None:
         """Compare this instance's room with the database: messages it never heard of, replies that ended."""
         for stored in await self.room.store.recent(self.room.settings.history_size):
-            message = self.known(stored.id)  # type: ignore[arg-type]
-            remote = stored.id not in self.room.bot.replies
+            assert stored.id is not None
+            message = self.message_in_memory(stored.id)
             if message is None:
                 self.show_added(stored)
-            elif remote and message.status.in_progress and stored.id not in self.room.bot.remote_text:
-                self.room.bot.remote_text[stored.id] = message.body  # type: ignore[index]  # loaded as the room opened
-            if message is not None and stored.id in self.room.bot.remote_text and not stored.status.in_progress:
+            elif (message.status.in_progress and stored.id not in self.room.replies.in_progress
+                  and stored.id not in self.followed):
+                self.followed[stored.id] = message.body  # loaded as the room opened
+            if message is not None and stored.id in self.followed and not stored.status.in_progress:
                 for name in (*STATUS_FIELDS, 'body'):
                     setattr(message, name, getattr(stored, name))
-                self.room.bot.remote_text.pop(stored.id, None)  # type: ignore[arg-type]
+                self.followed.pop(stored.id, None)
                 with self.repeating_news():
                     self.room.changed.emit(message)
 
@@ -223,13 +255,13 @@ class PostgresRelay:
         while True:
             try:
                 if loop.time() - renewed_at >= RENEW_EVERY:
-                    if local := list(self.room.bot.replies):
-                        await self.room.store.renew_leases(local, LEASE_SECONDS)
+                    if here := list(self.room.replies.in_progress):
+                        await self.room.store.renew_leases(here)
                     renewed_at = loop.time()
                 if loop.time() - swept_at >= SWEEP_EVERY:
                     swept_at = loop.time()
-                    for message_id in await self.room.store.interrupt_replies(
-                            only_expired_leases=True, sparing=list(self.room.bot.replies)):
+                    for message_id in await self.room.store.interrupt_abandoned_replies(
+                            sparing=self.room.replies.in_progress):
                         log.warning('reply %s lost its instance (its lease ran out): marked interrupted', message_id)
                     await self.catch_up()  # shows those ends here; the other instances' catching up, there
             except asyncio.CancelledError:

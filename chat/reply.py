@@ -1,0 +1,261 @@
+"""One reply's life, and the replies in progress.
+
+A `ReplyStream` is the only writer of its reply and, while it is written, the owner of its text: a tab that opens
+or catches up, and the relay, ask it. Tokens arrive as fast as the provider sends them; the tabs get the new text
+on a beat shared by every reply (`ui_interval`: one `grew` event with every reply's new text, so one socket message
+per tab), the database at most every `db_interval` (plus a final write). So a long reply costs about its own size.
+
+`Replies` starts replies, finds them by id, keeps the beat, and holds each person to one pending question and the
+room to `max_replies_at_once`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from .bot import Bot
+from .config import Settings
+from .models import INTERRUPTED_ERROR, Kind, Message, Status, utc_now
+from .providers import ProviderError, Request, explain_error
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+class ReplyTimeout(ProviderError):
+    """The provider went quiet: no first token, or no new token, within the allowed time."""
+
+
+@dataclass(frozen=True)
+class RoomNews:
+    """How replies tell the room what happens (the room passes its events' `emit`)."""
+
+    added: Callable[[Message], None]  # a reply begins: a thinking bubble
+    grew: Callable[[dict[int, tuple[int, str]]], None]  # one beat's new text: reply id -> (where it starts, the text)
+    changed: Callable[[Message], None]  # a reply's status changed (streaming, done, stopped, error, ...)
+
+
+def next_beat(now: float, interval: float) -> float:
+    """The next multiple of `interval`: everything due in the same beat happens together."""
+    return (now // interval + 1) * interval
+
+
+class ReplyStream:
+    def __init__(self, replies: Replies, message: Message, asker_id: str, bot: Bot) -> None:
+        self.replies = replies  # the registry it belongs to: it keeps the beat, and forgets this reply at its end
+        self.message = message  # its status is this reply's to change; its body is written once, at the end
+        self.asker_id = asker_id
+        self.bot = bot
+        self.settings = replies.settings
+        self.text = ''  # everything received so far
+        self.published = 0  # how much of `text` the tabs have been sent
+        self.first_token_at: float | None = None
+        self.stop_requested = False
+        self.finishing = False
+        self.task: asyncio.Task | None = None
+        self._save_timer: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.Timeout | None = None
+
+    @property
+    def id(self) -> int:
+        assert self.message.id is not None
+        return self.message.id
+
+    def stop(self) -> None:
+        # Once the reply is ending, a second Stop (or the shutdown) must not cancel its final write and its goodbye.
+        if self.task and not self.task.done() and not self.stop_requested and not self.finishing:
+            self.stop_requested = True
+            self.task.cancel()  # the provider's stream closes its HTTP connection as the cancellation unwinds it
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        status, error, request = Status.DONE, None, None
+        try:
+            assert self.message.reply_to is not None
+            context = await self.replies.store.context_for(self.message.reply_to, self.settings.context_messages)
+            request = Request(self.bot.prompt(context, self.settings.max_context_chars), self.bot.max_tokens,
+                              waiting_in_line=self._waiting_in_line)
+            async for text in self._within_timeout(self.bot.provider.stream(request)):
+                self._add(text)
+            if not self.text.strip():
+                status, error = Status.ERROR, 'The model sent an empty reply.'
+        except asyncio.CancelledError:
+            status = Status.STOPPED if self.stop_requested else Status.INTERRUPTED
+            error = None if self.stop_requested else INTERRUPTED_ERROR
+            if not self.stop_requested:
+                raise
+        except Exception as exception:
+            status, error = Status.ERROR, explain_error(exception, mid_reply=bool(self.text))
+            log.warning('reply %s failed: %s', self.id, error, exc_info=not isinstance(exception, ReplyTimeout))
+        finally:
+            await self._finish(status, error, started, request)
+
+    async def _within_timeout(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        """The provider's stream, failing if it goes quiet for `reply_timeout` seconds (no first token, or no new
+        one). The watchdog: waiting in line for a local model is not going quiet (see `_waiting_in_line`)."""
+        try:
+            while True:
+                timeout = self.settings.reply_timeout
+                try:
+                    # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a Stop's cancellation
+                    # when a token arrives at the same moment.
+                    async with asyncio.timeout(timeout) as self._watchdog:
+                        text = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    what = 'The reply stalled: no new text' if self.text else 'No answer'
+                    raise ReplyTimeout(f'{what} within {timeout:g} s.') from None
+                if self.stop_requested:  # belt and braces: a Stop always ends the reply at the next token
+                    raise asyncio.CancelledError
+                yield text
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    def _waiting_in_line(self, waiting: bool) -> None:
+        """The provider answers one question at a time: this one waits (the watchdog too), or its turn has come."""
+        self._set_status(Status.WAITING if waiting else Status.THINKING)
+        if self._watchdog is not None:
+            restart = asyncio.get_running_loop().time() + self.settings.reply_timeout
+            self._watchdog.reschedule(None if waiting else restart)
+
+    def _add(self, text: str) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+            self._set_status(Status.STREAMING)
+        self.text += text
+        self.replies.text_arrived()  # to the tabs on the next beat
+        self._save_soon()
+
+    def _set_status(self, status: Status) -> None:
+        self.message.status = status
+        self.replies.news.changed(self.message)
+
+    def take_new_text(self) -> tuple[int, str] | None:
+        """What the tabs have not been sent yet, with where it starts; from now on they have it."""
+        if self.published == len(self.text):
+            return None
+        piece = (self.published, self.text[self.published:])
+        self.published = len(self.text)
+        return piece
+
+    def _save_soon(self) -> None:
+        """The text so far goes to the database at most every `db_interval`."""
+        if self._save_timer is not None:
+            return
+        if self.settings.db_interval <= 0:
+            self._save()
+            return
+        loop = asyncio.get_running_loop()
+        self._save_timer = loop.call_at(next_beat(loop.time(), self.settings.db_interval), self._save)
+
+    def _save(self) -> None:
+        self._save_timer = None
+        # Handed to the database thread now, so it is written before the final write, which comes later.
+        saving = self.replies.store.save(self.id, body=self.text, status=Status.STREAMING)
+        saving.add_done_callback(lambda done: done.exception() and log.warning(
+            'could not save the text so far of reply %s: %s', self.id, done.exception()))
+
+    async def _finish(self, status: Status, error: str | None, started: float, request: Request | None) -> None:
+        self.finishing = True
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+        self.replies.publish_new_text()  # the tabs get the last text before they hear of the end
+        usage = request.usage if request else None
+        ending = {
+            'status': status,
+            'error': error,
+            'duration_ms': round((time.monotonic() - started) * 1000),
+            'first_token_ms': round((self.first_token_at - started) * 1000) if self.first_token_at else None,
+            'prompt_tokens': usage.prompt_tokens if usage else None,
+            'completion_tokens': usage.completion_tokens if usage else None,
+        }
+        try:
+            await asyncio.shield(self.replies.store.save(self.id, body=self.text, **ending))
+        except Exception:
+            log.exception('could not save the end of reply %s', self.id)
+        # Only now, all at once: the reply ends in memory, the asker may ask again, and every tab hears of it.
+        for name, value in ending.items():
+            setattr(self.message, name, value)
+        self.message.body = self.text
+        self.message.updated_at = utc_now()
+        self.replies.forget(self)
+        self.replies.news.changed(self.message)
+
+
+class Replies:
+    def __init__(self, store: Store, settings: Settings, news: RoomNews) -> None:
+        self.store = store
+        self.settings = settings
+        self.news = news
+        self.in_progress: dict[int, ReplyStream] = {}  # by the reply's message id
+        self.reserved: set[str] = set()  # people whose question is being stored: their reply has not begun yet
+        self._beat: asyncio.TimerHandle | None = None
+
+    def refusal(self, person_id: str) -> str | None:
+        """Why this person may not ask now (one pending question each, and a cap for the room), or None."""
+        if person_id in self.reserved or any(reply.asker_id == person_id for reply in self.in_progress.values()):
+            return ('@gpt is still answering your last question. Wait for it, or press its Stop button, then ask '
+                    'again. Your message is still in the box.')
+        if (count := len(self.reserved) + len(self.in_progress)) >= self.settings.max_replies_at_once:
+            return (f'@gpt is already writing {count} replies, as many as this room allows at once. Try again in a '
+                    'moment; your message is still in the box.')
+        return None
+
+    def reserve(self, person_id: str) -> None:
+        """Hold this person's place while their question is stored (call `refusal` first)."""
+        self.reserved.add(person_id)
+
+    def release(self, person_id: str) -> None:
+        self.reserved.discard(person_id)
+
+    async def start(self, bot: Bot, question: Message) -> ReplyStream:
+        """Add a thinking reply at once, then stream it in the background. The asker's reservation becomes the reply."""
+        try:
+            message = await self.store.add(Message(
+                kind=Kind.BOT, author=bot.provider.name, author_id='bot', status=Status.THINKING,
+                reply_to=question.id, model=bot.provider.model))
+        finally:
+            self.release(question.author_id)
+        reply = ReplyStream(self, message, question.author_id, bot)
+        self.in_progress[reply.id] = reply
+        self.news.added(message)
+        reply.task = asyncio.create_task(reply.run(), name=f'reply {reply.id}')
+        return reply
+
+    def stop(self, message_id: int) -> bool:
+        """Stop a reply streaming here; False if there is none by that id."""
+        if reply := self.in_progress.get(message_id):
+            reply.stop()
+        return reply is not None
+
+    def text_arrived(self) -> None:
+        """A reply has new text. It goes to the tabs on the next beat, with every other reply's new text."""
+        if self.settings.ui_interval <= 0:
+            self.publish_new_text()
+        elif self._beat is None:
+            loop = asyncio.get_running_loop()
+            self._beat = loop.call_at(next_beat(loop.time(), self.settings.ui_interval), self.publish_new_text)
+
+    def publish_new_text(self) -> None:
+        """One `grew` for all replies, so every tab gets one socket message per beat however many replies stream."""
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
+        pieces = {reply.id: piece for reply in self.in_progress.values() if (piece := reply.take_new_text())}
+        if pieces:
+            self.news.grew(pieces)
+
+    def forget(self, reply: ReplyStream) -> None:
+        self.in_progress.pop(reply.id, None)
+
+    async def interrupt_all(self) -> None:
+        """On shutdown: end every reply in progress as interrupted, with its text so far saved."""
+        tasks = [reply.task for reply in self.in_progress.values() if reply.task]
+        for reply in list(self.in_progress.values()):
+            if reply.task and not reply.finishing:  # one that is ending already gets to save its end
+                reply.task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,109 @@
+"""Who is here, and who you are: the "Here now" list, your name in the header, and choosing another one.
+
+A tab's identity (a made-up name and an id) lives in the tab's storage, so a reload keeps it and a new tab is a new
+person. The list changes one row at a time, because every tab has one and people come and go all the time.
+"""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from faker import Faker
+from nicegui import app, ui
+
+from ..room import Person, Room
+from .avatars import avatar_color, initials, person_avatar_url
+
+PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N more"
+PEOPLE_CSS = ('.person-row { padding-left: 32px; min-height: 24px; line-height: 24px; white-space: nowrap; '
+              'background: no-repeat left center / 24px 24px; }')
+
+
+def new_identity(room: Room) -> dict[str, str]:
+    """A made-up first name, preferably one nobody in the room has right now."""
+    fake = Faker()
+    taken = {person.name for person in room.people.values()}
+    name = fake.first_name()
+    for _ in range(20):
+        if name not in taken:
+            break
+        name = fake.first_name()
+    return {'id': uuid4().hex, 'name': name}
+
+
+def valid_name(name: str) -> bool:
+    return 0 < len(name.strip()) <= 40
+
+
+class MyName:
+    """The header's "Connected as": this tab's name and initials; a click asks for a new name."""
+
+    def __init__(self, room: Room, me: Person) -> None:
+        self.room = room
+        self.me = me
+        with ui.button(on_click=self.rename).props('flat no-caps').classes('text-white').mark('me'):
+            ui.label('Connected as').classes('text-grey-5 q-mr-xs')
+            self.name = ui.label(me.name).classes('my-name font-medium q-mr-sm')
+            with ui.avatar(color=avatar_color(me.id), text_color='white', size='sm'):
+                self.initials = ui.label(initials(me.name)).classes('text-sm')
+            ui.tooltip('Click to change your name')
+
+    def rename(self) -> None:
+        with ui.dialog() as dialog, ui.card():
+            ui.label('Your name in the room')
+            name_input = ui.input(value=self.me.name, validation={'1 to 40 characters': valid_name}) \
+                .props('autofocus').mark('name-input')
+
+            def save() -> None:
+                name = (name_input.value or '').strip()
+                if not valid_name(name):
+                    return
+                app.storage.tab['identity'] = {'id': self.me.id, 'name': name}
+                self.room.rename(self.me, name)
+                self.name.set_text(name)
+                self.initials.set_text(initials(name))
+                dialog.close()
+
+            name_input.on('keydown.enter', save)
+            with ui.row():
+                ui.button('Save', on_click=save).mark('save-name')
+                ui.button('Cancel', on_click=dialog.close).props('flat')
+        dialog.open()
+
+
+class PeopleList:
+    """The "Here now" drawer: open beside the chat on a wide screen; on a phone closed, until the header's button
+    opens it."""
+
+    def __init__(self, room: Room, me: Person) -> None:
+        self.room = room
+        self.me = me
+        with ui.right_drawer(fixed=True).classes('bg-grey-1').props('width=200 breakpoint=700') as self.drawer:
+            self.title = ui.label().classes('text-sm text-grey-8 font-medium')
+            self.list = ui.column().classes('gap-1').mark('people')
+            self.more = ui.label().classes('text-xs text-grey-7')
+        self.rows: dict[str, ui.label] = {}
+        others = (person for person in room.people.values() if person.id != me.id)
+        for person in [me, *others][:PEOPLE_SHOWN]:
+            self.add_row(person)
+        self.show_count()
+
+    def on_presence_changed(self, person: Person) -> None:
+        """One person arrived, left or was renamed: change their row only, so a busy room stays cheap."""
+        if row := self.rows.pop(person.id, None):
+            self.list.remove(row)
+        if person.id in self.room.people and len(self.rows) < PEOPLE_SHOWN:
+            self.add_row(person)
+        self.show_count()
+
+    def show_count(self) -> None:
+        self.title.set_text(f'Here now ({len(self.room.people)})')
+        hidden = len(self.room.people) - len(self.rows)
+        self.more.set_text(f'and {hidden} more' if hidden > 0 else '')
+
+    def add_row(self, person: Person) -> None:
+        """One element per person (every tab has this list): their name, with their avatar image as its background."""
+        with self.list:
+            row = ui.label(person.name + (' (you)' if person.id == self.me.id else '')).classes('person-row text-sm') \
+                .style(f'background-image: url({person_avatar_url(person.name, person.id)})')
+        self.rows[person.id] = row
