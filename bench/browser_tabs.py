@@ -4,7 +4,7 @@ sees: each token's arrival is timed when it enters the page's DOM, not when it e
 Debian's /usr/bin/chromium driven by Playwright's Python package (never `playwright install`). A script added before
 the page's own scripts watches the DOM with a MutationObserver and notes, for each token `wK`, the first moment
 (`Date.now()`, the same wall clock as the fake server's send times) that text holding it was added to the page:
-a streamed piece appended by streaming_text.js, the naive variant's re-rendered Markdown, or the final render.
+a piece or a finished block appended by reply_text.js, or the naive variant's re-rendered Markdown.
 """
 
 from __future__ import annotations

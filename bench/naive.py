@@ -13,13 +13,15 @@ Everything else (the room, the store, the provider, the page) is the app's own c
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from nicegui import ui
 
 import main as chat_main
 from chat.config import Settings
-from chat.models import Message
+from chat.models import Kind, Message
 from chat.performance.pacing import Pacer
+from chat.reply import Growth
 from chat.room import Person, Room
 from chat.ui import bubble, page, stream
 
@@ -27,20 +29,33 @@ from .serve import serve
 
 
 class NaiveBubble(bubble.Bubble):
-    """A reply in progress is one Markdown element, re-rendered and re-sent whole on every token."""
+    """A reply in progress is one Markdown element, re-rendered and re-sent whole on every token; once it has ended
+    it is drawn whole once more, as the app draws a finished reply."""
 
-    def show(self, message: Message) -> None:
-        if not (self.is_reply and message.status.in_progress):
-            super().show(message)  # people's messages and finished replies look exactly as in the app
+    def __init__(self, message: Message, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.markdown: ui.markdown | None = None
+        if message.kind == Kind.BOT and message.status.in_progress:
+            live = self.reply_so_far(message.id)  # type: ignore[arg-type]
+            self.element.clear()
+            with self.element:
+                self.markdown = ui.markdown(live.text if live else message.body)
+
+    def change(self, message: Message) -> None:
+        if self.markdown is None:
+            super().change(message)
             return
         self.message = message
-        self.element.clear()
-        with self.element:
-            self.markdown = ui.markdown(self.text_so_far())
+        if not message.status.in_progress:
+            self.element.clear()
+            with self.element:
+                stream.ReplyText(message.id, self.state, live=False).classes('message-body reply-text nicegui-markdown')
+            self.markdown = None
         self.show_status(message)
 
     def append(self, text: str) -> None:
-        self.markdown.content = self.markdown.content + text  # the whole reply so far, every time
+        if self.markdown is not None:
+            self.markdown.content = self.markdown.content + text  # the whole reply so far, every time
 
 
 class NaiveChatPage(page.ChatPage):
@@ -48,10 +63,10 @@ class NaiveChatPage(page.ChatPage):
         super().__init__(room, person, pacer)
         room.grew.subscribe(self.on_grew)
 
-    def on_grew(self, pieces: dict[int, tuple[int, str]]) -> None:
-        for message_id, (_offset, text) in pieces.items():
+    def on_grew(self, growth: dict[int, Growth]) -> None:
+        for message_id, grown in growth.items():
             if reply := self.bubbles.get(message_id):
-                reply.append(text)
+                reply.append(grown.text)
 
 
 def patch() -> None:

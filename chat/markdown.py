@@ -1,11 +1,16 @@
-"""Markdown for replies, rendered once on the server, with nothing in it that could run or phone home.
+"""What a reply looks like: its Markdown cut into blocks, each block rendered once, to HTML that cannot run anything.
 
-Text from the model is text that strangers can steer, so: raw HTML is escaped (shown as text), links
-with `javascript:`/`data:` targets lose them (markdown2's safe mode), every image becomes a plain link
-(an image would make every viewer's browser fetch it from wherever the text says), and links open in a
-new tab without a referrer. markdown2's safe mode has holes (a code span broken by a table let a raw `<script>`
-through: found by tests/test_fuzz.py), so its output then goes through an allowlist sanitizer (nh3): only the
-tags and attributes Markdown makes survive. The browser runs DOMPurify over the result as well.
+One renderer for a reply in every state. While it streams, each block (a paragraph, a heading, a list item, a quote,
+a table, a fenced code block) is rendered the moment it is finished, and the tabs show the block being written as
+text; a finished reply is the same blocks, rendered the same way. So what a reader saw while the reply grew is what
+stays: at most the last block gains its formatting.
+
+Text from the model is text that strangers can steer, so: raw HTML is escaped (shown as text), links with
+`javascript:`/`data:` targets lose them (markdown2's safe mode), every image becomes a plain link (an image would
+make every viewer's browser fetch it from wherever the text says), and links open in a new tab without a referrer,
+with their address's host beside a text that differs from it. markdown2's safe mode has holes (a code span cut by
+a table let a raw `<script>` through: found by tests/test_fuzz.py), so its output then goes through an allowlist
+sanitizer (nh3): only the tags and attributes Markdown makes survive. The browser runs DOMPurify as well.
 """
 
 from __future__ import annotations
@@ -13,38 +18,141 @@ from __future__ import annotations
 import html
 import re
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 import markdown2
 import nh3
+from pygments import highlight
 from pygments.formatters import HtmlFormatter
+from pygments.lexers import TextLexer, get_lexer_by_name
+from pygments.style import Style
+from pygments.styles import get_style_by_name
+from pygments.token import STANDARD_TYPES, Text, Whitespace, _TokenType
+from pygments.util import ClassNotFound
 
-EXTRAS = ['fenced-code-blocks', 'tables', 'strike', 'cuddled-lists']
-IMAGE = re.compile(r'<img src="([^"]*)" alt="([^"]*)"(?: title="[^"]*")? ?/?>')
-# What Markdown makes, and nothing else: the tags, the classes Pygments colours code with, table alignment, links.
-ALLOWED_TAGS = {'p', 'br', 'hr', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'strong', 'em', 'code', 'pre', 'blockquote', 'ul',
-                'ol', 'li', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'a', 's', 'div', 'span'}
-ALLOWED_ATTRIBUTES = {'a': {'href', 'title'}, 'div': {'class'}, 'span': {'class'}, 'code': {'class'},
-                      'th': {'style'}, 'td': {'style'}}
+from .blocks import FENCE, BlockSplitter, closes
+
+
+def split_blocks(text: str) -> list[tuple[str, str]]:
+    """A whole text's blocks, as (kind, text)."""
+    return [(block.kind, text[block.start:block.end]) for block in BlockSplitter().split(text, final=True)]
 
 
 @lru_cache(maxsize=512)  # every tab shows the same reply: render it once
 def render_markdown(text: str) -> str:
+    """A finished reply's HTML: its blocks, each rendered as it was while the reply streamed."""
+    return ''.join(render_block(kind, block) for kind, block in split_blocks(text))
+
+
+class LiveMarkdown:
+    """A reply's text while it grows, and its finished blocks, each rendered once."""
+
+    def __init__(self, text: str = '') -> None:
+        self.text = text
+        self.html = ''  # the finished blocks, rendered
+        self.splitter = BlockSplitter()
+        self.take_finished()  # text the reply had before this object (another instance's reply, followed)
+
+    @property
+    def done(self) -> int:
+        """The finished blocks cover the text up to here; the rest is the block being written."""
+        return self.splitter.unfinished_from
+
+    def take_finished(self, *, final: bool = False) -> tuple[int, int, str] | None:
+        """The blocks finished since the last call, rendered: (where they start, where they end, their HTML).
+        `final`: the reply has ended, so the block being written is finished too."""
+        start = self.done
+        blocks = self.splitter.split(self.text, final=final)
+        if not blocks and self.done == start:
+            return None
+        new_html = ''.join(render_block(block.kind, self.text[block.start:block.end]) for block in blocks)
+        self.html += new_html
+        return start, self.done, new_html
+
+
+@lru_cache(maxsize=4096)
+def render_block(kind: str, block: str) -> str:
+    block = block.replace('\r\n', '\n').replace('\r', '\n')
+    if kind == 'fence':
+        return render_code(block)
     try:
-        rendered = markdown2.markdown(text, safe_mode='escape', extras=EXTRAS)
+        rendered = markdown2.markdown(block, safe_mode='escape', extras=EXTRAS)
     except RecursionError:  # thousands of nested quotes or lists: show the text as it is rather than fail
-        return f'<p style="white-space: pre-wrap">{html.escape(text)}</p>'
-    rendered = IMAGE.sub(_image_as_link, rendered)
+        return f'<p class="message-plain">{html.escape(block)}</p>'
+    rendered = LINK.sub(show_link_host, IMAGE.sub(image_as_link, rendered))
+    return sanitized(rendered)
+
+
+def render_code(block: str) -> str:
+    """A fenced code block: highlighted when its language is known, with the language named above it."""
+    opener, _, body = block.partition('\n')
+    indent = len(opener) - len(opener.lstrip(' '))
+    fence = FENCE.match(opener).group(1)  # type: ignore[union-attr]
+    language = opener.strip()[len(fence):].strip().split(' ')[0]
+    lines = body.split('\n') if body else []
+    if lines and closes(lines[-1], fence):
+        lines.pop()
+    code = '\n'.join(line[min(indent, len(line) - len(line.lstrip(' '))):] for line in lines)
+    try:
+        lexer = get_lexer_by_name(language) if language else TextLexer()
+    except ClassNotFound:
+        lexer = TextLexer()
+    label = f'<span class="code-language">{html.escape(language)}</span>' if language else ''
+    highlighted = PLAIN_TOKEN.sub(r'\1', highlight(code, lexer, CODE_FORMATTER))
+    return sanitized(f'<div class="code-block">{label}{highlighted}</div>')
+
+
+EXTRAS = ['fenced-code-blocks', 'tables', 'strike', 'cuddled-lists']
+CODE_FORMATTER = HtmlFormatter(cssclass='codehilite', wrapcode=True)
+LIGHT, DARK = 'default', 'github-dark'  # the code's colours on a light and on a dark page
+
+
+def plain_token_classes() -> set[str]:
+    """The token classes that both styles draw as plain text (names, punctuation), and whitespace. A code block
+    leaves their spans out: over half its elements, and the browser's work grows with the elements (a 300-line
+    block took 150-240 ms to add with them)."""
+    light, dark = get_style_by_name(LIGHT), get_style_by_name(DARK)
+
+    def plain(style: type[Style], token: _TokenType) -> bool:
+        drawn = style.style_for_token(token)
+        return drawn['color'] in (None, style.style_for_token(Text)['color']) and not any(
+            drawn[key] for key in ('bold', 'italic', 'underline', 'bgcolor', 'border'))
+    return {css_class for token, css_class in STANDARD_TYPES.items()
+            if css_class and (token in Whitespace or (plain(light, token) and plain(dark, token)))}
+
+
+PLAIN_TOKEN = re.compile(rf'<span class="(?:{"|".join(sorted(plain_token_classes()))})">([^<]*)</span>')
+IMAGE = re.compile(r'<img src="([^"]*)" alt="([^"]*)"(?: title="[^"]*")? ?/?>')
+LINK = re.compile(r'<a href="([^"]*)"([^>]*)>(.*?)</a>', re.DOTALL)
+# What Markdown makes, and nothing else: the tags, the classes Pygments colours code with, table alignment, links.
+ALLOWED_TAGS = {'p', 'br', 'hr', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'strong', 'em', 'code', 'pre', 'blockquote', 'ul',
+                'ol', 'li', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'a', 's', 'div', 'span'}
+ALLOWED_ATTRIBUTES = {'a': {'href', 'title'}, 'div': {'class'}, 'span': {'class'}, 'code': {'class'}, 'p': {'class'},
+                      'ol': {'start'}, 'th': {'style'}, 'td': {'style'}}
+
+
+def sanitized(rendered: str) -> str:
     return nh3.clean(rendered, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, filter_style_properties={'text-align'},
                      url_schemes={'http', 'https', 'mailto'}, link_rel='nofollow noopener noreferrer',
                      set_tag_attribute_values={'a': {'target': '_blank'}})
 
 
-def _image_as_link(match: re.Match[str]) -> str:
+def image_as_link(match: re.Match[str]) -> str:
     source, alt = match.group(1), match.group(2)  # both already HTML-escaped by markdown2
     return f'<a href="{source}">🖼 {alt or source}</a>'
 
 
+def show_link_host(match: re.Match[str]) -> str:
+    """A link whose text is not its address shows the address's host, so a reader sees where it goes."""
+    address, attributes, text = match.groups()
+    host = urlsplit(html.unescape(address)).hostname
+    shown = html.unescape(re.sub(r'<[^>]+>', '', text))
+    if not host or host in shown:
+        return match.group(0)
+    return f'<a href="{address}"{attributes}>{text} <span class="link-host">({html.escape(host)})</span></a>'
+
+
 def code_highlight_css() -> str:
     """Pygments' colours for the code blocks (light and dark page)."""
-    return (HtmlFormatter(nobackground=True).get_style_defs('.codehilite') +
-            HtmlFormatter(nobackground=True, style='github-dark').get_style_defs('.body--dark .codehilite'))
+    return (HtmlFormatter(nobackground=True, style=LIGHT).get_style_defs('.codehilite') +
+            HtmlFormatter(nobackground=True, style=DARK).get_style_defs('.body--dark .codehilite'))

@@ -1,9 +1,10 @@
 """One reply's life, and the replies in progress.
 
-A `ReplyStream` is the only writer of its reply and, while it is written, the owner of its text: a tab that opens
-or catches up, and the relay, ask it. Tokens arrive as fast as the provider sends them; the tabs get the new text
-on a beat shared by every reply (`ui_interval`: one `grew` event with every reply's new text, so one socket message
-per tab), the database at most every `db_interval` (plus a final write). So a long reply costs about its own size.
+A `ReplyStream` is the only writer of its reply and, while it is written, the owner of its text (a `LiveMarkdown`:
+the text, and its finished blocks rendered once each): a tab that opens or catches up, and the relay, ask it. Tokens
+arrive as fast as the provider sends them; the tabs get the new text, and the blocks it finished, on a beat shared
+by every reply (`ui_interval`: one `grew` event with every reply's `Growth`, so one socket message per tab), the
+database at most every `db_interval` (plus a final write). So a long reply costs about its own size.
 
 `Replies` starts replies, finds them by id, keeps the beat, and holds each person to one pending question and the
 room to `max_replies_at_once`.
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from .bot import Bot
 from .config import Settings
+from .markdown import LiveMarkdown
 from .models import INTERRUPTED_ERROR, Kind, Message, Status, utc_now
 from .providers import ProviderError, Request, explain_error
 from .store import Store
@@ -30,11 +32,25 @@ class ReplyTimeout(ProviderError):
 
 
 @dataclass(frozen=True)
+class Growth:
+    """What a reply gained in one beat: its new text, from `offset` on, and the blocks it finished, if any:
+    (where they start, where they end, their HTML)."""
+
+    offset: int
+    text: str
+    finished: tuple[int, int, str] | None = None
+
+    def wire(self) -> list:
+        """As the tabs get it: [offset, text] or [offset, text, blocks from, blocks to, their HTML]."""
+        return [self.offset, self.text, *(self.finished or ())]
+
+
+@dataclass(frozen=True)
 class RoomNews:
     """How replies tell the room what happens (the room passes its events' `emit`)."""
 
     added: Callable[[Message], None]  # a reply begins: a thinking bubble
-    grew: Callable[[dict[int, tuple[int, str]]], None]  # one beat's new text: reply id -> (where it starts, the text)
+    grew: Callable[[dict[int, Growth]], None]  # one beat's growth of every reply that grew, by reply id
     changed: Callable[[Message], None]  # a reply's status changed (streaming, done, stopped, error, ...)
 
 
@@ -50,8 +66,8 @@ class ReplyStream:
         self.asker_id = asker_id
         self.bot = bot
         self.settings = replies.settings
-        self.text = ''  # everything received so far
-        self.published = 0  # how much of `text` the tabs have been sent
+        self.live = LiveMarkdown()  # everything received so far, and its finished blocks
+        self.published = 0  # how much of the text the tabs have been sent
         self.first_token_at: float | None = None
         self.stop_requested = False
         self.finishing = False
@@ -63,6 +79,10 @@ class ReplyStream:
     def id(self) -> int:
         assert self.message.id is not None
         return self.message.id
+
+    @property
+    def text(self) -> str:
+        return self.live.text
 
     def stop(self) -> None:
         # Once the reply is ending, a second Stop (or the shutdown) must not cancel its final write and its goodbye.
@@ -126,7 +146,7 @@ class ReplyStream:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
             self._set_status(Status.STREAMING)
-        self.text += text
+        self.live.text += text
         self.replies.text_arrived()  # to the tabs on the next beat
         self._save_soon()
 
@@ -134,13 +154,15 @@ class ReplyStream:
         self.message.status = status
         self.replies.news.changed(self.message)
 
-    def take_new_text(self) -> tuple[int, str] | None:
-        """What the tabs have not been sent yet, with where it starts; from now on they have it."""
-        if self.published == len(self.text):
+    def take_growth(self) -> Growth | None:
+        """What the tabs have not been sent yet: the new text, and the blocks it finished (all of them once the
+        reply is ending), each rendered now, once for every tab. From now on the tabs have it."""
+        finished = self.live.take_finished(final=self.finishing)
+        if self.published == len(self.text) and not finished:
             return None
-        piece = (self.published, self.text[self.published:])
+        growth = Growth(self.published, self.text[self.published:], finished)
         self.published = len(self.text)
-        return piece
+        return growth
 
     def _save_soon(self) -> None:
         """The text so far goes to the database at most every `db_interval`."""
@@ -163,7 +185,7 @@ class ReplyStream:
         self.finishing = True
         if self._save_timer is not None:
             self._save_timer.cancel()
-        self.replies.publish_new_text()  # the tabs get the last text before they hear of the end
+        self.replies.publish_new_text()  # the tabs get the last text and blocks before they hear of the end
         usage = request.usage if request else None
         ending = {
             'status': status,
@@ -245,9 +267,9 @@ class Replies:
         if self._beat is not None:
             self._beat.cancel()
             self._beat = None
-        pieces = {reply.id: piece for reply in self.in_progress.values() if (piece := reply.take_new_text())}
-        if pieces:
-            self.news.grew(pieces)
+        growth = {reply.id: grown for reply in self.in_progress.values() if (grown := reply.take_growth())}
+        if growth:
+            self.news.grew(growth)
 
     def forget(self, reply: ReplyStream) -> None:
         self.in_progress.pop(reply.id, None)

@@ -19,8 +19,9 @@ from nicegui import Event
 from .bot import Bot
 from .config import Settings
 from .limits import RateLimit
+from .markdown import LiveMarkdown
 from .models import Message
-from .reply import Replies, RoomNews
+from .reply import Growth, Replies, RoomNews
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Person:
 class OtherInstances(Protocol):
     """Several instances on one database (chat/instances/relay.py): the replies that other instances write."""
 
-    def reply_text(self, message_id: int) -> str | None: ...
+    def reply_so_far(self, message_id: int) -> LiveMarkdown | None: ...
     def stop_reply(self, message_id: int) -> None: ...
 
 
@@ -54,7 +55,7 @@ class Room:
         self.is_open = False
         self.ready = asyncio.Event()  # set once the recent messages are loaded; pages wait for it
         self.added = Event[Message]()  # a new message: a person's, or a bot reply that starts thinking
-        self.grew = Event[dict[int, tuple[int, str]]]()  # one beat's new text: reply id -> (where it starts, text)
+        self.grew = Event[dict[int, Growth]]()  # one beat's new text and finished blocks, by reply id
         self.changed = Event[Message]()  # a reply changed status (streaming, done, stopped, error, ...)
         self.presence_changed = Event[Person]()  # someone arrived, left (no longer in `people`) or was renamed
         self.replies = Replies(store, settings, RoomNews(added=self.publish, grew=self.grew.emit,
@@ -121,12 +122,12 @@ class Room:
         self.recent.append(message)
         self.added.emit(message)
 
-    def reply_text(self, message_id: int) -> str | None:
-        """The text so far of a reply in progress, from its owner: the reply itself if it streams here, else the relay
-        (another instance writes it). None once it has ended."""
+    def reply_so_far(self, message_id: int) -> LiveMarkdown | None:
+        """A reply in progress as far as it got (its text and finished blocks), from its owner: the reply itself if it
+        streams here, else the relay (another instance writes it). None once it has ended."""
         if reply := self.replies.in_progress.get(message_id):
-            return reply.text
-        return self.other_instances.reply_text(message_id) if self.other_instances else None
+            return reply.live
+        return self.other_instances.reply_so_far(message_id) if self.other_instances else None
 
     def stop(self, message_id: int) -> None:
         if not self.replies.stop(message_id) and self.other_instances:

@@ -1,7 +1,8 @@
 """Make the README's pictures from a real run of the app, with the offline demo bot (no key, nothing leaves
 the machine):
 
-- docs/images/two-tabs.png: two browser tabs side by side while one @gpt reply streams into both;
+- docs/images/two-tabs.png: two browser tabs side by side while one @gpt reply streams into both, its finished
+  blocks already formatted (a highlighted code block among them) and its last paragraph still being written;
 - docs/images/native.png: the desktop window (`python main.py --native`), on a virtual X screen.
 
 Needs what the browser tests need (Debian's Chromium, `pip install -e '.[test,native]'`, xvfb and ImageMagick;
@@ -28,8 +29,7 @@ from tests.browser import AppProcess, NativeApp, Tab, launch_chromium, wait_unti
 
 # Wider than the app's 700 px drawer breakpoint: below it the "Here now" list opens over the chat.
 TAB_SIZE = {'width': 760, 'height': 720}
-QUESTION = '@gpt how does this room stream your replies?'
-MID_REPLY_CHARS = 260  # enough text to see a reply, well before its end (demo replies run to 800 or so)
+QUESTION = '@gpt how does this room stream your replies? Show me some code.'  # 'code': the demo bot writes some
 
 
 def side_by_side(left: Path, right: Path, out: Path) -> None:
@@ -52,8 +52,10 @@ def side_by_side(left: Path, right: Path, out: Path) -> None:
 
 
 def wait_mid_reply(tab: Tab, reply_id: int) -> None:
-    wait_until(lambda: tab.message(reply_id), lambda m: m and len(m['text']) > MID_REPLY_CHARS, timeout=30,
-               message='the reply did not grow')
+    """Until the code block is finished (and highlighted) and the paragraph after it is being written."""
+    tail = tab.bubble(reply_id).locator('.reply-tail')
+    wait_until(lambda: tab.bubble(reply_id).locator('.codehilite').count() and len(tail.inner_text()), bool,
+               timeout=30, message='the reply did not reach the paragraph after its code block')
 
 
 def two_tabs(workdir: Path, out: Path) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nicegui import ElementFilter, app, core, ui
+from nicegui import ElementFilter, app, core
 from nicegui.testing import User
 
 from chat.room import Room
-from chat.ui.stream import EVENT_NAME, StreamingText
+from chat.ui.stream import EVENT_NAME, ReplyText
 
 from .fake_openai import FakeOpenAI
 
@@ -109,32 +109,36 @@ def texts_of(user: User, marker: str) -> list[str]:
 class SentReplyText:
     """Every `grew` broadcast (see chat/ui/stream.py): whom it went to, and what it held.
 
-    A simulated tab runs no JavaScript, so this reads a tab the way streaming_text.js would show it: the text its
-    element was made with, then each piece sent to that tab, from the piece's offset on.
+    A simulated tab runs no JavaScript, so this reads a tab the way reply_text.js would show it: the state its
+    element was made with (finished blocks, where they end, the text after them), then each piece sent to that tab,
+    from the piece's offset on, with the blocks it finished.
     """
 
     def __init__(self) -> None:
         self.broadcasts: list[tuple[list[str], dict[int, list]]] = []
 
     def shown(self, user: User, message_id: int) -> str:
-        """What this tab shows of the reply: its finished Markdown as text, or the streamed text so far."""
+        """What this tab shows of the reply, as text with its spaces evened out."""
         with user:
             (bubble,) = ElementFilter(marker=f'message-{message_id}')
-            rendered = [element for element in bubble.descendants() if isinstance(element, ui.html)]
-            if rendered:
-                return html.unescape(re.sub(r'<[^>]+>', '', rendered[0].content)).strip()
-            streaming = [element for element in bubble.descendants() if isinstance(element, StreamingText)]
-            if not streaming:
+            views = [element for element in bubble.descendants() if isinstance(element, ReplyText)]
+            if not views:
                 return ''
-            text = streaming[0].props['text']
+            state = dict(views[0].props)
+        html_so_far, done, tail = state['html'], state['done'], state['tail']
+        if state['live']:
+            length = done + len(tail)
             for recipients, pieces in self.broadcasts:
                 if user.client.id not in recipients or message_id not in pieces:
                     continue
-                offset, new_text = pieces[message_id]
-                if offset > len(text):
-                    break  # a gap: the tab would ask for the text so far, and show nothing new until then
-                text += new_text[len(text) - offset:]
-            return text.strip()
+                offset, text, *blocks = pieces[message_id]
+                if offset > length:
+                    break  # a gap: the tab would ask for the reply so far, and show nothing new until then
+                fresh = text[length - offset:]
+                tail, length = tail + fresh, length + len(fresh)
+                if blocks and blocks[1] > done:
+                    html_so_far, tail, done = html_so_far + blocks[2], tail[blocks[1] - done:], blocks[1]
+        return ' '.join((html.unescape(re.sub(r'<[^>]+>', ' ', html_so_far)) + ' ' + tail).split())
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ def replies(room: Room) -> list[Message]:
 
 def text_so_far(room: Room, reply: Message) -> str:
     """A reply's text so far, from its owner (the message's body is written when the reply ends)."""
-    return room.reply_text(reply.id) or reply.body  # type: ignore[arg-type]
+    live = room.reply_so_far(reply.id)  # type: ignore[arg-type]
+    return live.text if live else reply.body
 
 
 async def ask(user: User, text: str) -> None:
@@ -102,7 +103,7 @@ async def test_a_long_reply_is_coalesced_for_tabs_and_database(user: User, room:
     fake_openai.script = Script(tokens=numbered_tokens(1000), delay=0.002)
     await open_room(user)
     tab_updates: list[str] = []
-    room.grew.subscribe(lambda pieces: tab_updates.extend(text for _offset, text in pieces.values()))
+    room.grew.subscribe(lambda growth: tab_updates.extend(grown.text for grown in growth.values()))
     commits_before = room.store.commits
     await ask(user, '@gpt a long one')
     reply = await finished_reply(room, timeout=30)

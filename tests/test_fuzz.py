@@ -20,6 +20,7 @@ from chat.config import Settings
 from chat.markdown import render_markdown
 from chat.models import Message, Status
 from chat.providers import Request
+from chat.reply import Growth
 from chat.room import Person, Room
 from chat.store import Store
 
@@ -91,10 +92,10 @@ def test_any_model_chunks_are_stored_and_sent_exactly(loop: asyncio.AbstractEven
     room.bot.provider.chunks = chunks  # type: ignore[attr-defined]
     sent_to_tabs: list[str] = []
 
-    def on_grew(pieces: dict[int, tuple[int, str]]) -> None:
-        ((offset, text),) = pieces.values()
-        assert offset == len(''.join(sent_to_tabs)), 'each piece starts where the text sent so far ends'
-        sent_to_tabs.append(text)
+    def on_grew(growth: dict[int, Growth]) -> None:
+        (grown,) = growth.values()
+        assert grown.offset == len(''.join(sent_to_tabs)), 'each piece starts where the text sent so far ends'
+        sent_to_tabs.append(grown.text)
 
     async def ask() -> Message | None:
         room.grew.subscribe(on_grew)

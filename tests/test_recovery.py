@@ -12,7 +12,7 @@ from chat.models import Kind, Message, Status
 from chat.room import Room
 from chat.store import Store
 
-from .conftest import open_room, status_shown
+from .conftest import SentReplyText, open_room, status_shown
 
 
 @pytest.fixture
@@ -28,11 +28,12 @@ def left_in_progress(db_path: Path) -> None:
     asyncio.run(write())
 
 
-async def test_replies_left_in_progress_are_marked_interrupted(left_in_progress: None, user: User, room: Room) -> None:
+async def test_replies_left_in_progress_are_marked_interrupted(left_in_progress: None, user: User, room: Room,
+                                                               sent_reply_text: SentReplyText) -> None:
     await open_room(user)
     stored = await room.store.recent(10)
     assert [(m.status, m.body) for m in stored] == [
         (Status.DONE, '@gpt hello?'), (Status.INTERRUPTED, 'Half an ans'), (Status.INTERRUPTED, '')]
     for reply in stored[1:]:
         assert 'Interrupted' in status_shown(user, reply.id)  # type: ignore[arg-type]
-    await user.should_see('Half an ans')
+    assert sent_reply_text.shown(user, stored[1].id) == 'Half an ans'  # type: ignore[arg-type]

@@ -25,7 +25,9 @@ from uuid import uuid4
 import psycopg
 from sqlalchemy.engine import make_url
 
+from ..markdown import LiveMarkdown
 from ..models import Message, Status
+from ..reply import Growth
 from ..room import Room
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,6 @@ LEASE_SECONDS = 10.0
 RENEW_EVERY = LEASE_SECONDS / 4
 SWEEP_EVERY = LEASE_SECONDS / 2
 STATUS_FIELDS = ('status', 'error', 'model', 'prompt_tokens', 'completion_tokens', 'first_token_ms', 'duration_ms')
-Pieces = dict[int, tuple[int, str]]  # reply id -> (where the new text starts, the text), as the room's `grew` has it
 
 
 class PostgresRelay:
@@ -49,11 +50,11 @@ class PostgresRelay:
         self.repeating = False  # while this relay emits another instance's news (not to be announced again)
         self.listening: list[asyncio.Task] = []
         self.sending: asyncio.Task | None = None
-        self.followed: dict[int, str] = {}  # replies another instance writes, by id: their text so far
+        self.followed: dict[int, LiveMarkdown] = {}  # replies another instance writes, by id: their text so far
         room.added.subscribe(self.on_added)
         room.grew.subscribe(self.on_grew)
         room.changed.subscribe(self.on_changed)
-        room.other_instances = self  # the room asks this relay for the text of, and a Stop for, the followed replies
+        room.other_instances = self  # the room asks this relay for the followed replies so far, and passes their Stop
 
     async def start(self) -> None:
         await self.room.ready.wait()  # NiceGUI runs start-up hooks side by side: the room opens first
@@ -91,10 +92,12 @@ class PostgresRelay:
     def on_added(self, message: Message) -> None:
         self.announce({'event': 'added', 'id': message.id})
 
-    def on_grew(self, pieces: Pieces) -> None:
-        """One beat's new text of every reply, in as few notices as fit NOTIFY's size: [[id, offset, text], ...]."""
+    def on_grew(self, growth: dict[int, Growth]) -> None:
+        """One beat's new text of every reply, in as few notices as fit NOTIFY's size: [[id, offset, text], ...].
+        Only the text: each instance renders the finished blocks for its own tabs."""
         notice: list[tuple[int, int, str]] = []
-        for message_id, (offset, text) in pieces.items():
+        for message_id, grown in growth.items():
+            offset, text = grown.offset, grown.text
             for start in range(0, len(text), PIECE_CHARS):
                 chunk = text[start:start + PIECE_CHARS]
                 if notice and sum(6 * len(piece[2]) + 40 for piece in [*notice, (0, 0, chunk)]) > NOTICE_BYTES:
@@ -110,7 +113,7 @@ class PostgresRelay:
 
     # what the room asks of the replies other instances write
 
-    def reply_text(self, message_id: int) -> str | None:
+    def reply_so_far(self, message_id: int) -> LiveMarkdown | None:
         return self.followed.get(message_id)
 
     def stop_reply(self, message_id: int) -> None:
@@ -186,33 +189,41 @@ class PostgresRelay:
 
     def show_added(self, message: Message) -> None:
         if message.status.in_progress and message.id not in self.room.replies.in_progress:
-            self.followed[message.id] = message.body  # type: ignore[index]
+            self.followed[message.id] = LiveMarkdown(message.body)  # type: ignore[index]
         with self.repeating_news():
             self.room.publish(message)
 
     async def show_grew(self, pieces: list[tuple[int, int, str]]) -> None:
-        new_pieces: Pieces = {}
+        grown_from = {message_id: len(self.followed[message_id].text)
+                      for message_id, _, _ in pieces if message_id in self.followed}
         for message_id, at, piece in pieces:
-            if new_piece := await self.follow(message_id, at, piece):
-                offset, text = new_pieces.get(message_id, (new_piece[0], ''))
-                new_pieces[message_id] = (offset, text + new_piece[1])
-        if new_pieces:
-            with self.repeating_news():
-                self.room.grew.emit(new_pieces)
+            await self.follow(message_id, at, piece)
+        self.show_growth(grown_from, final=False)
 
-    async def follow(self, message_id: int, at: int, piece: str) -> tuple[int, str] | None:
-        """Add a piece to a followed reply's text; returns what is new to this instance's tabs, with its offset."""
-        text = self.followed.get(message_id)
-        if text is None:
-            return None  # a reply this instance does not show as in progress
-        if at > len(text):  # a piece was missed (this instance started mid-reply): the database has it, to a save
+    def show_growth(self, grown_from: dict[int, int], *, final: bool) -> None:
+        """Tell this instance's tabs what the followed replies gained since `grown_from`: text and finished blocks."""
+        growth = {}
+        for message_id, before in grown_from.items():
+            if (live := self.followed.get(message_id)) is None:
+                continue  # it ended meanwhile (catching up)
+            finished = live.take_finished(final=final)
+            if len(live.text) > before or finished:
+                growth[message_id] = Growth(before, live.text[before:], finished)
+        if growth:
+            with self.repeating_news():
+                self.room.grew.emit(growth)
+
+    async def follow(self, message_id: int, at: int, piece: str) -> None:
+        """Add a piece to a followed reply's text."""
+        live = self.followed.get(message_id)
+        if live is None:
+            return  # a reply this instance does not show as in progress
+        if at > len(live.text):  # a piece was missed (this instance started mid-reply): the database has it, to a save
             stored = await self.room.store.get(message_id)
             if stored is None or len(stored.body) < at:
-                return None  # not saved yet (at most 250 ms): a later piece fills this one in
-            piece, at = stored.body[len(text):at] + piece, len(text)
-        new_text = piece[len(text) - at:]
-        self.followed[message_id] = text + new_text
-        return (len(text), new_text) if new_text else None
+                return  # not saved yet (at most 250 ms): a later piece fills this one in
+            piece, at = stored.body[len(live.text):at] + piece, len(live.text)
+        live.text += piece[len(live.text) - at:]
 
     async def show_changed(self, news: dict[str, Any]) -> None:
         message = self.message_in_memory(news['id']) or await self.room.store.get(news['id'])
@@ -223,10 +234,21 @@ class PostgresRelay:
         message.status = Status(news['status'])
         if not message.status.in_progress:  # its final text was saved before the news was sent
             stored = await self.room.store.get(news['id'])
-            message.body = stored.body if stored else self.followed.get(news['id'], message.body)
-            self.followed.pop(news['id'], None)
+            message.body = await self.end_followed(news['id'], stored.body if stored else None) or message.body
         with self.repeating_news():
             self.room.changed.emit(message)
+
+    async def end_followed(self, message_id: int, final_text: str | None) -> str | None:
+        """A followed reply ended: its tabs get the last text and blocks, then no longer follow it. Its final text."""
+        live = self.followed.get(message_id)
+        if live is None:
+            return final_text
+        before = len(live.text)
+        if final_text is not None and final_text.startswith(live.text):
+            live.text = final_text
+        self.show_growth({message_id: before}, final=True)
+        del self.followed[message_id]
+        return live.text
 
     async def catch_up(self) -> None:
         """Compare this instance's room with the database: messages it never heard of, replies that ended."""
@@ -237,11 +259,11 @@ class PostgresRelay:
                 self.show_added(stored)
             elif (message.status.in_progress and stored.id not in self.room.replies.in_progress
                   and stored.id not in self.followed):
-                self.followed[stored.id] = message.body  # loaded as the room opened
+                self.followed[stored.id] = LiveMarkdown(message.body)  # loaded as the room opened
             if message is not None and stored.id in self.followed and not stored.status.in_progress:
+                await self.end_followed(stored.id, stored.body)
                 for name in (*STATUS_FIELDS, 'body'):
                     setattr(message, name, getattr(stored, name))
-                self.followed.pop(stored.id, None)
                 with self.repeating_news():
                     self.room.changed.emit(message)
 

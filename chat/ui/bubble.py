@@ -2,21 +2,22 @@
 
 A burst of questions builds new bubbles in every open tab at once, so a bubble is kept small: the avatar is an image
 URL (avatars.py) and the status line is the chat message's `stamp`. A person's message is 2 elements; a reply is 4
-while it is written (its text grows in the browser, see stream.py, beside a Stop button) and 2 once it is done and
-drawn, once, as Markdown.
+while it is written (its text grows in the browser, see stream.py, beside a Stop button) and 3 once it has ended.
+A reply's text is drawn by the same component live and finished, so both look the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from nicegui import ui
 
-from ..markdown import render_markdown
+from ..markdown import LiveMarkdown
 from ..models import Kind, Message, Status
 from .avatars import BOT_AVATAR_URL, person_avatar_url
-from .stream import StreamingText
+from .stream import ReplyText, reply_state
 
 STATUS_LABELS = {Status.WAITING: 'waiting for the local model…', Status.THINKING: 'thinking…',
                  Status.STREAMING: 'writing…', Status.STOPPED: 'Stopped', Status.INTERRUPTED: 'Interrupted',
@@ -26,6 +27,20 @@ STATUS_COLORS = {Status.ERROR: 'message-error', Status.INTERRUPTED: 'message-war
 BUBBLE_CSS = ('.message-plain { white-space: pre-wrap; overflow-wrap: anywhere; } '
               '.message-error .q-message-stamp { color: var(--q-negative); opacity: 1; } '
               '.message-warning .q-message-stamp { color: var(--q-warning); opacity: 1; }')
+# A reply's Markdown at a chat's scale; a list cut into items (one block each) reads as one list; code in a box.
+REPLY_CSS = ('.reply-text { overflow-wrap: anywhere; } .reply-tail { white-space: pre-wrap; } '
+             '.reply-text h1 { font-size: 1.5rem; line-height: 2rem; margin: .75rem 0 .5rem; font-weight: 500; } '
+             '.reply-text h2 { font-size: 1.3rem; line-height: 1.8rem; margin: .75rem 0 .5rem; font-weight: 500; } '
+             '.reply-text h3, .reply-text h4, .reply-text h5, .reply-text h6 { font-size: 1.1rem; line-height: 1.6rem; '
+             'margin: .5rem 0 .25rem; font-weight: 500; } '
+             '.reply-text ul:has(+ ul), .reply-text ol:has(+ ol) { margin-block-end: 0; } '
+             '.reply-text ul + ul, .reply-text ol + ol { margin-block-start: 0; } '
+             '.reply-text pre { background: rgba(127, 127, 127, .1); border-radius: 6px; padding: .5rem .75rem; '
+             'overflow-x: auto; white-space: pre; } .reply-text .codehilite { position: relative; } '
+             '.reply-text .code-language { font-size: .75rem; opacity: .7; } '
+             '.reply-text .link-host { font-size: .8em; opacity: .7; } '
+             '.copy-code { position: absolute; top: .25rem; right: .25rem; font-size: .75rem; padding: 0 .4rem; '
+             'border-radius: 4px; background: rgba(127, 127, 127, .2); cursor: pointer; }')
 
 
 def local_time(moment: datetime) -> str:
@@ -57,52 +72,44 @@ def status_line(message: Message) -> str:
 
 class Bubble:
     def __init__(self, message: Message, *, mine: bool, on_stop: Callable[[int], None],
-                 reply_text: Callable[[int], str | None]) -> None:
-        self.message_id = message.id
-        self.on_stop = on_stop
-        self.reply_text = reply_text  # asks a reply in progress for its text so far (None once it has ended)
+                 reply_so_far: Callable[[int], LiveMarkdown | None]) -> None:
         self.message = message
-        self.is_reply = message.kind == Kind.BOT
-        avatar = BOT_AVATAR_URL if self.is_reply else person_avatar_url(message.author, message.author_id)
+        self.reply_so_far = reply_so_far  # asks a reply in progress how far it got (None once it has ended)
+        self.stop_button: ui.button | None = None
+        is_reply = message.kind == Kind.BOT
+        avatar = BOT_AVATAR_URL if is_reply else person_avatar_url(message.author, message.author_id)
         # A person's message is plain text: Quasar's own text part (one child, escaped) is the cheapest way to show it.
-        text = None if self.is_reply else message.body
+        text = None if is_reply else message.body
         self.element = ui.chat_message(text, name=message.author, stamp=status_line(message), avatar=avatar,
                                        sent=mine).classes('w-full').mark(f'message-{message.id}')
         self.element.props['data-message-id'] = str(message.id)  # an HTML attribute: text
         self.element.props['data-kind'] = message.kind
-        if self.is_reply:
-            self.show(message)
-        else:
+        if not is_reply:
             self.element.default_slot.children[0].classes('message-body message-plain')
-
-    def change(self, message: Message) -> None:
-        """A reply changed status: while it runs only the status line changes; at its end it is drawn anew."""
-        if message.status.in_progress:
-            self.show_status(message)
-        else:
-            self.show(message)
-
-    def show(self, message: Message) -> None:
-        """Draw a reply in its current state: the text so far as plain text while it runs, else Markdown."""
-        self.message = message
-        self.element.clear()
-        with self.element:
+            return
+        assert message.id is not None
+        with self.element, ui.element('div'):  # one child, so Quasar draws one bubble (it draws one per child)
+            self.text = ReplyText(message.id, self.state, live=message.status.in_progress) \
+                .classes('message-body reply-text nicegui-markdown')
             if message.status.in_progress:
-                assert message.id is not None
-                with ui.element('div'):  # one child, so Quasar draws one bubble (it draws one per child)
-                    StreamingText(message.id, self.text_so_far(), text_so_far=self.text_so_far) \
-                        .classes('message-body message-plain')
-                    ui.button('Stop', icon='stop', on_click=lambda: self.on_stop(self.message_id)) \
-                        .props('flat dense size=sm no-caps').classes('q-mt-xs').mark('stop')
-            else:
-                ui.html(render_markdown(message.body), sanitize=True).classes('message-body nicegui-markdown')
+                self.stop_button = ui.button('Stop', icon='stop', on_click=lambda: on_stop(message.id)) \
+                    .props('flat dense size=sm no-caps').classes('q-mt-xs').mark('stop')
         self.show_status(message)
 
-    def text_so_far(self) -> str:
-        """A reply's text so far, from its owner (the message's body is written only at the end)."""
-        assert self.message_id is not None
-        text = self.reply_text(self.message_id)
-        return self.message.body if text is None else text
+    def state(self) -> dict[str, Any]:
+        """The reply so far from its owner; once it has ended, its final text."""
+        return reply_state(self.reply_so_far(self.message.id), self.message)  # type: ignore[arg-type]
+
+    def change(self, message: Message) -> None:
+        """A reply changed status. At its end the text stays as it streamed (the last block gains its formatting),
+        and the Stop button goes."""
+        self.message = message
+        if not message.status.in_progress:
+            self.text.finish()
+            if self.stop_button is not None:
+                self.stop_button.delete()
+                self.stop_button = None
+        self.show_status(message)
 
     def show_status(self, message: Message) -> None:
         self.element.props['stamp'] = status_line(message)

@@ -13,7 +13,7 @@ from ..models import Message
 from ..performance.pacing import Pacer
 from ..room import MessageRefused, Person, Room
 from .avatars import register_avatar_routes
-from .bubble import BUBBLE_CSS, Bubble
+from .bubble import BUBBLE_CSS, REPLY_CSS, Bubble
 from .people import PEOPLE_CSS, MyName, PeopleList, new_identity
 from .stream import ReplyTextBroadcast
 
@@ -94,7 +94,7 @@ class ChatPage:
     def add(self, message: Message) -> None:
         assert message.id is not None
         self.bubbles[message.id] = Bubble(message, mine=message.author_id == self.me.id, on_stop=self.room.stop,
-                                          reply_text=self.room.reply_text)
+                                          reply_so_far=self.room.reply_so_far)
 
     def on_added(self, message: Message) -> None:
         if message.id in self.bubbles:
@@ -153,7 +153,7 @@ class ChatPage:
 
 
 def register_page(room: Room, broadcast: ReplyTextBroadcast, pacer: Pacer) -> None:
-    ui.add_css(code_highlight_css() + BUBBLE_CSS + PEOPLE_CSS, shared=True)
+    ui.add_css(code_highlight_css() + BUBBLE_CSS + REPLY_CSS + PEOPLE_CSS, shared=True)
     register_avatar_routes()
 
     @ui.page('/', title='Streaming chat')

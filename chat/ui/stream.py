@@ -2,40 +2,64 @@
 
 The straightforward NiceGUI way to grow a text is to add an element (or update a prop) in every tab's page, which
 costs a Python object, a diff and a JSON encoding per tab per piece of text. Here the room's `grew` event, which
-carries one beat's new text of every reply (reply.py keeps the beat), becomes a single socket message
-({reply id: [offset, new text]}), encoded once and handed to every tab's socket by socket.io; `streaming_text.js`
-in each tab appends its part.
+carries one beat's growth of every reply (reply.py keeps the beat), becomes a single socket message: {reply id:
+[offset, new text]}, or [offset, new text, blocks from, blocks to, their HTML] when the reply finished blocks of
+its Markdown (each rendered once, for every tab). socket.io encodes it once and hands it to every tab's socket;
+`reply_text.js` in each tab appends its part.
 
 What a tab would miss this way is healed, not lost: each piece carries its offset, so a tab that missed one (its
-socket dropped for a moment) sees the gap and asks for the text so far; a tab opened mid-reply starts from the text
-so far; and when the reply ends every tab draws the finished text from the server anyway.
+socket dropped for a moment) sees the gap and asks for the reply so far; a tab opened mid-reply starts from the
+reply so far; and when the reply ends, every tab is told its length through NiceGUI's own channel, which survives
+a reconnection, so a tab that missed the end asks too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from nicegui import background_tasks, core
 from nicegui.element import Element
 
+from ..markdown import LiveMarkdown, render_markdown
+from ..models import Message
+from ..reply import Growth
 from ..room import Room
 
-EVENT_NAME = 'grew'  # the socket message streaming_text.js listens for; short, as it goes out 20 times a second
+EVENT_NAME = 'grew'  # the socket message reply_text.js listens for; short, as it goes out 20 times a second
 
 
-class StreamingText(Element, component='streaming_text.js'):
-    """A reply's text while it is being written, as one tab shows it (a <span> that streaming_text.js appends to)."""
+def reply_state(live: LiveMarkdown | None, message: Message) -> dict[str, Any]:
+    """What reply_text.js shows of a reply: its finished blocks rendered, where they end, and the text after them.
+    `live`: the reply so far, from its owner; without one, the message as stored (still being written elsewhere,
+    and not yet followed here, or ended)."""
+    if live is None and not message.status.in_progress:  # ended: every block is finished
+        return {'html': render_markdown(message.body), 'done': len(message.body), 'tail': ''}
+    live = live or LiveMarkdown(message.body)
+    return {'html': live.html, 'done': live.done, 'tail': live.text[live.done:]}
 
-    def __init__(self, message_id: int, text: str, text_so_far: Callable[[], str]) -> None:
+
+class ReplyText(Element, component='reply_text.js'):
+    """A reply's text as one tab shows it: the finished blocks formatted, the block being written as text."""
+
+    def __init__(self, message_id: int, state: Callable[[], dict[str, Any]], *, live: bool) -> None:
         super().__init__()
-        self._props['message-id'] = message_id
-        self._props['text'] = text
-        # A tab that noticed a gap asks for the whole text so far (rare: only after a dropped connection).
-        self.on('resync', lambda: self.run_method('reset', text_so_far()))
+        self.state = state  # the reply so far, from its owner (or, once it ended, its final text)
+        self._props.update({**state(), 'live': live, 'message-id': message_id})
+        # A tab that noticed a gap asks for the reply so far (rare: only after a dropped connection).
+        self.on('resync', lambda: self.run_method('reset', self.state()))
+
+    def finish(self) -> None:
+        """The reply ended: each tab checks that it has every block (it asks again if not). The final state goes into
+        this element's props unsent, for a page that draws it again; the tabs already show it."""
+        state = self.state()
+        with self.props.suspend_updates():
+            self.props.update(state, live=False)
+        self.run_method('finish', state['done'])
 
 
 class ReplyTextBroadcast:
-    """Sends each beat's new reply text to every open room tab in one socket message."""
+    """Sends each beat's growth of the replies to every open room tab in one socket message."""
 
     def __init__(self, room: Room) -> None:
         self.client_ids: set[str] = set()  # the tabs showing the room; socket.io has a "room" named after each
@@ -47,7 +71,8 @@ class ReplyTextBroadcast:
     def remove_tab(self, client_id: str) -> None:
         self.client_ids.discard(client_id)
 
-    def send(self, pieces: dict[int, tuple[int, str]]) -> None:
+    def send(self, growth: dict[int, Growth]) -> None:
         if self.client_ids:  # socket.io encodes the message once and queues the same bytes on every tab's socket
+            pieces = {message_id: grown.wire() for message_id, grown in growth.items()}
             background_tasks.create(core.sio.emit(EVENT_NAME, pieces, room=list(self.client_ids)),
                                     name='send reply text')

@@ -6,10 +6,12 @@ messages by id, so what earlier tests left in the room does not matter.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
@@ -185,6 +187,80 @@ def test_a_code_block_is_rendered_and_highlighted(tabs: list[Tab]) -> None:
         assert colours[0] != colours[1], f'"def" has the colour of plain code ({colours[0]}): no highlighting style'
 
 
+LIVE_REPLY = ('# The plan\\n\\nThis part is **bold**, this is `inline code`, and here are '
+              '[the docs](https://docs.example.org/start).\\n\\n'
+              '```python\\ndef add(a, b):\\n    return a + b\\n```\\n\\n'
+              '- the first point\\n- the second point\\n\\n'
+              '| name | value |\\n|---|---|\\n| a | 1 |\\n| b | 2 |\\n\\n'
+              'And a closing paragraph that takes a while to write, word after word after word, so that a reader '
+              'can watch it grow while everything above it is already formatted.')
+# What a reply's bubble shows: each finished block (tag and text), the block being written, the text and heights.
+VIEW_JS = """(bubble) => {
+    const body = bubble.querySelector('.message-body');
+    const blocks = body.firstElementChild;
+    return {
+        status: bubble.dataset.status,
+        blocks: [...blocks.children].map(b => b.tagName + ':' + b.textContent.replace('Copy', '').trim()),
+        tail: body.querySelector('.reply-tail').textContent,
+        text: body.innerText.replace(/\\bCopy\\b/g, '').replace(/\\s+/g, ' ').trim(),
+        height: body.getBoundingClientRect().height,
+        strong: body.querySelectorAll('strong').length,
+        highlighted: body.querySelectorAll('.codehilite span[class]').length,
+        items: body.querySelectorAll('li').length,
+        tables: body.querySelectorAll('table').length,
+        html: blocks.innerHTML,
+    };
+}"""
+
+
+def view(tab: Tab, message_id: int) -> dict[str, Any]:
+    return tab.bubble(message_id).evaluate(VIEW_JS)
+
+
+def test_a_reply_is_formatted_as_it_streams_and_nothing_jumps_at_the_end(tabs: list[Tab]) -> None:
+    asker, watcher, _ = tabs
+    watcher.page.context.grant_permissions(['clipboard-read', 'clipboard-write'])
+    reply_id = asker.ask(f'@gpt plan it [[reply:{LIVE_REPLY}]] [[delay:0.08]]')
+    streaming = wait_until(lambda: view(watcher, reply_id), lambda seen: seen['tail'].startswith('And a closing'),
+                           timeout=20, message='the closing paragraph never started streaming')
+    assert streaming['status'] == 'streaming'
+    assert streaming['strong'] and streaming['highlighted'] > 3 and streaming['items'] == 2 and streaming['tables']
+    last_streamed = streaming  # the last look while the closing paragraph was still being written
+    while (seen := view(watcher, reply_id))['status'] == 'streaming' and seen['tail']:
+        last_streamed = seen
+        time.sleep(0.03)
+    final = wait_until(lambda: view(watcher, reply_id), lambda seen: seen['status'] == 'done', timeout=10,
+                       message='the reply did not end')
+    assert final['text'] == last_streamed['text'] or final['text'].startswith(last_streamed['text'])
+    assert final['blocks'][:-1] == last_streamed['blocks'], 'the blocks above the last one changed at the end'
+    assert final['blocks'][-1].startswith('P:And a closing paragraph') and not final['tail']
+    assert abs(final['height'] - last_streamed['height']) < 40, (last_streamed['height'], final['height'])
+
+    link = watcher.bubble(reply_id).get_by_role('link', name=re.compile('the docs'))
+    assert (link.get_attribute('target'), link.get_attribute('rel')) == ('_blank', 'nofollow noopener noreferrer')
+    assert '(docs.example.org)' in link.inner_text()  # where the link goes, beside a text that does not say
+    watcher.bubble(reply_id).get_by_role('button', name='Copy').click()
+    assert watcher.page.evaluate('navigator.clipboard.readText()') == 'def add(a, b):\n    return a + b'
+
+
+def test_a_tab_opened_or_reloaded_mid_reply_shows_the_same_formatted_blocks(chat_app: AppProcess,
+                                                                           open_tabs: TabsFactory) -> None:
+    asker, reloaded = open_tabs(chat_app.url, 2)
+    reply_id = asker.ask(f'@gpt plan it again [[reply:{LIVE_REPLY}]] [[delay:0.08]]')
+    wait_until(lambda: view(reloaded, reply_id), lambda seen: seen['tail'].startswith('And a closing'), timeout=20,
+               message='the closing paragraph never started streaming')
+    reloaded.reload()
+    [latecomer] = open_tabs(chat_app.url, 1)
+    for tab in (reloaded, latecomer):
+        seen = view(tab, reply_id)
+        assert seen['status'] == 'streaming', 'the reply ended before the test could look: make it slower'
+        assert seen['strong'] and seen['highlighted'] > 3 and seen['items'] == 2 and seen['tables'], seen['html']
+    finals = [wait_until(lambda tab=tab: view(tab, reply_id), lambda seen: seen['status'] == 'done', timeout=15,
+                         message='the reply did not end') for tab in (asker, reloaded, latecomer)]
+    assert finals[0]['html'] == finals[1]['html'] == finals[2]['html']
+    assert finals[0]['text'] == finals[1]['text'] == finals[2]['text']
+
+
 # Each would run in a renderer that trusts the model's text (tried against one with sanitising off).
 HOSTILE_REPLY = ('Careful: <script>alert(1)</script> <img src="x" onerror="alert(2)"> '
                  '[click](javascript:alert(3)) and the end.')
@@ -284,11 +360,11 @@ def test_the_offline_demo_bot_says_what_it_is(demo_app: AppProcess, open_tabs: T
     [tab] = open_tabs(demo_app.url, 1)
     assert DEMO_BADGE in tab.page.locator('.q-header').inner_text()
     reply_id = tab.ask('@gpt are you GPT?')
-    wait_until(lambda: tab.message(reply_id)['text'], lambda text: 'get real answers.*' in text, timeout=10,
-               message='the demo reply does not start with its notice')  # the notice's Markdown is complete
+    notice = tab.bubble(reply_id).locator('.message-body em').first  # the notice is set apart, in italics
+    wait_until(lambda: notice.count() and notice.inner_text(), lambda text: 'get real answers' in (text or ''),
+               timeout=10, message='the demo reply does not start with its notice')  # formatted as it streamed
     tab.bubble(reply_id).get_by_role('button', name='Stop').click()  # the notice is all this test needs
     [text] = wait_for_status([tab], reply_id, 'stopped', timeout=5)
     assert text.startswith(f'{DEMO_NOTICE}: set OPENAI_API_KEY'), text
-    notice = tab.bubble(reply_id).locator('.message-body em').first  # the notice is set apart, in italics
     assert notice.inner_text().startswith(DEMO_NOTICE)
     assert tab.message(reply_id)['author'] == 'Demo bot'

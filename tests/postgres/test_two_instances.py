@@ -75,13 +75,14 @@ def pieces_of(tab: SocketTab, reply_id: int) -> list[tuple[int, str]]:
 
 
 def shown_text(tab: SocketTab, reply_id: int, *, from_start: bool = False) -> str:
-    """What the tab shows of a reply while it streams, as streaming_text.js puts it together: the text its element
-    was made with (or nothing, `from_start`), then each piece by its offset, including pieces that arrived before
-    the element (kept early)."""
+    """What the tab shows of a reply while it streams, as reply_text.js puts it together: the text its element was
+    made with (or nothing, `from_start`), then each piece by its offset, including pieces that arrived before the
+    element (kept early). These replies are one paragraph: no block of theirs is finished before the end, so the
+    element's text so far is its `tail`, from offset 0."""
     initial: str | None = '' if from_start else None
     for frame in tab.frames or []:
         if frame.startswith('42["update",') and initial is None:  # the reply's streaming element, as first made
-            initial = next((element['props']['text'] for element in json.loads(frame[2:])[1].values()
+            initial = next((element['props']['tail'] for element in json.loads(frame[2:])[1].values()
                             if isinstance(element, dict) and element.get('props', {}).get('message-id') == reply_id),
                            None)
     text = initial or ''
@@ -96,7 +97,7 @@ async def followed_to_the_end(tab: SocketTab, reply_id: int, body: str,
     """Every piece the tab got fits the stored text at its offset, and together they make all of it (the last may
     still be on its way when the test sees the end stored). Unless the server dropped the tab's socket for a
     moment (seen twice in a day of runs on this loaded 2-core machine): the pieces sent
-    meanwhile are lost by design, a browser's streaming_text.js sees the gap and asks for the text so far, and
+    meanwhile are lost by design, a browser's reply_text.js sees the gap and asks for the text so far, and
     these tabs, which run no JavaScript, are only drawn the finished reply at its end."""
     assert all(body[at:at + len(piece)] == piece for at, piece in pieces_of(tab, reply_id))
     if tab.drops:

@@ -1,0 +1,169 @@
+// A reply's text in one tab: its finished blocks, formatted, and the block being written, as plain text.
+//
+// The server renders a reply's Markdown a block at a time, once, when the block is finished (chat/markdown.py),
+// and sends nothing per tab: once per beat ONE socket message, `grew`, holds each growing reply's new text, where
+// it starts, and the blocks it finished, rendered:
+//   {"12": [340, " the next words"], "15": [80, "...\n\n", 61, 84, "<p>...</p>"]}
+// ([offset, new text] or [offset, new text, blocks from, blocks to, their HTML]). This component appends the text
+// to the block being written and the HTML to the finished blocks, and leaves the rest of the page alone. Offsets
+// count characters (code points, as Python does), so a piece that was missed (a dropped connection) is noticed,
+// and the tab asks for the reply so far.
+
+import DOMPurify from "dompurify";
+
+const streams = new Map(); // message id -> the mounted component showing that reply while it streams
+const early = new Map(); // message id -> pieces that arrived before their component was mounted
+const FENCE = /^ {0,3}(`{3,}|~{3,})/; // the block being written is a code block: show it in a code box already
+let listening = false;
+
+function receive(pieces) {
+  for (const [id, piece] of Object.entries(pieces)) {
+    const stream = streams.get(id);
+    if (stream) {
+      stream.add(piece);
+    } else {
+      if (!early.has(id)) early.set(id, []);
+      early.get(id).push(piece);
+      if (early.size > 50) early.delete(early.keys().next().value); // replies this tab will never show
+    }
+  }
+}
+
+function listen() {
+  if (listening || !window.socket) return;
+  window.socket.on("grew", receive);
+  listening = true;
+}
+listen(); // this module is first imported once the page's socket exists: start listening before any reply mounts
+
+const length = (text) => Array.from(text).length;
+const after = (text, count) => Array.from(text).slice(count).join("");
+
+function formatted(html) {
+  // The server's HTML holds only what Markdown makes (nh3 saw to it); DOMPurify is the last guard. It drops
+  // `target` unless told, and links must open in a new tab (their rel="noopener noreferrer" comes from the server).
+  const blocks = DOMPurify.sanitize(html, { ADD_ATTR: ["target"], RETURN_DOM_FRAGMENT: true });
+  for (const block of blocks.querySelectorAll(".codehilite")) block.appendChild(copyButton(block));
+  return blocks;
+}
+
+function copyButton(block) {
+  const button = document.createElement("button");
+  button.className = "copy-code";
+  button.type = "button";
+  button.textContent = "Copy";
+  button.addEventListener("click", async () => {
+    const code = block.querySelector("code").textContent.replace(/\n$/, ""); // the code only: no fence, no label
+    try {
+      await navigator.clipboard.writeText(code); // only on https or localhost
+    } catch {
+      const scratch = Object.assign(document.createElement("textarea"), { value: code });
+      document.body.appendChild(scratch);
+      scratch.select();
+      document.execCommand("copy");
+      scratch.remove();
+    }
+    button.textContent = "Copied";
+    setTimeout(() => (button.textContent = "Copy"), 1500);
+  });
+  return button;
+}
+
+export default {
+  template: `<div><div ref="blocks"></div><div ref="tail" class="reply-tail"></div></div>`,
+  props: {
+    messageId: Number,
+    html: String, // the finished blocks when this tab's element was made
+    done: Number, // where they end in the text
+    tail: String, // the text after them: the block being written
+    live: Boolean, // still streaming: listen for its pieces
+  },
+  mounted() {
+    this.waiting = false; // asked the server for the reply so far; pieces wait in `held` until it comes
+    this.held = [];
+    this.show({ html: this.html, done: this.done, tail: this.tail });
+    if (!this.live) return;
+    listen();
+    const key = String(this.messageId);
+    streams.set(key, this);
+    for (const piece of early.get(key) || []) this.add(piece);
+    early.delete(key);
+  },
+  unmounted() {
+    clearTimeout(this.retry);
+    streams.delete(String(this.messageId));
+  },
+  methods: {
+    add(piece) {
+      if (this.waiting) {
+        this.held.push(piece); // the answer may come after newer pieces: keep them for then
+        return;
+      }
+      const [offset, text, from, to, html] = piece;
+      const finishes = to !== undefined && to > this.blocksEnd;
+      if (offset > this.length || (finishes && from !== this.blocksEnd)) return this.resync(piece); // something missed
+      const fresh = after(text, this.length - offset); // skip what this tab already shows
+      this.writing += fresh;
+      this.length += length(fresh);
+      if (finishes) {
+        this.$refs.blocks.appendChild(formatted(html));
+        this.writing = after(this.writing, to - this.blocksEnd);
+        this.blocksEnd = to;
+        this.drawTail();
+      } else if (fresh) {
+        this.growTail(fresh);
+      }
+    },
+    resync(piece) {
+      // Ask for the whole reply so far rather than show a hole (again, if no answer comes).
+      this.waiting = true;
+      this.held = piece ? [piece] : [];
+      this.$emit("resync");
+      this.retry = setTimeout(() => this.waiting && this.$emit("resync"), 3000);
+    },
+    reset(state) {
+      // The server's answer to "resync": the reply so far.
+      clearTimeout(this.retry);
+      this.waiting = false;
+      this.show(state);
+      const held = this.held;
+      this.held = [];
+      for (const piece of held) this.add(piece); // those already in the answer are skipped
+    },
+    finish(total) {
+      // The reply ended with `total` characters, all in finished blocks: a tab that has less asks for them.
+      streams.delete(String(this.messageId));
+      if (!this.waiting && this.blocksEnd !== total) this.resync(null);
+    },
+    show({ html, done, tail }) {
+      this.$refs.blocks.replaceChildren(formatted(html || ""));
+      this.blocksEnd = done || 0;
+      this.writing = tail || ""; // the block being written
+      this.length = this.blocksEnd + length(this.writing);
+      this.drawTail();
+    },
+    drawTail() {
+      const tail = this.$refs.tail;
+      this.isCode = FENCE.test(this.writing);
+      this.codeStarted = this.isCode && this.writing.includes("\n");
+      if (!this.isCode) {
+        tail.textContent = this.writing;
+        this.tailTarget = tail;
+        return;
+      }
+      const code = document.createElement("code"); // shown in a code box from its first line on, as text
+      code.textContent = this.codeStarted ? this.writing.slice(this.writing.indexOf("\n") + 1) : "";
+      const box = document.createElement("pre");
+      box.className = "code-being-written";
+      box.appendChild(code);
+      tail.replaceChildren(box);
+      this.tailTarget = code;
+    },
+    growTail(fresh) {
+      // Only the new text, in a text node: the rest of the bubble is left alone.
+      const nowCode = FENCE.test(this.writing);
+      if (nowCode !== this.isCode || (nowCode && !this.codeStarted)) return this.drawTail();
+      this.tailTarget.appendChild(document.createTextNode(fresh));
+    },
+  },
+};

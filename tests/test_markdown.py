@@ -1,0 +1,157 @@
+"""A reply's Markdown in blocks (chat/markdown.py): where blocks end, and that streamed equals finished."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chat.markdown import LiveMarkdown, render_markdown, split_blocks
+
+RICH = ('# A title\n\nSome **bold**, *italic*, `code` and [a link](https://example.com/page).\n\n'
+        '```python\ndef f(x):\n\n    return x * 2\n```\n'
+        '- one\n- two\n  - nested\n- three\n\n'
+        '1. first\n2. second\n\n'
+        '> a quote\n> goes on\n\n'
+        '| a | b |\n|---|---|\n| 1 | 2 |\n\n'
+        '~~~\nraw ``` inside\n~~~\n\nThe end.')
+
+
+def streamed(text: str, cuts: list[int]) -> tuple[str, list[int]]:
+    """The HTML a tab builds from the reply arriving cut at `cuts`, and where the finished blocks ended each time."""
+    live, html, dones = LiveMarkdown(), '', []
+    for cut in [*sorted(cuts), len(text)]:
+        live.text = text[:max(cut, len(live.text))]
+        if finished := live.take_finished():
+            assert finished[0] == (dones[-1] if dones else 0), 'each piece of blocks starts where the last ended'
+            html += finished[2]
+            dones.append(finished[1])
+    if finished := live.take_finished(final=True):
+        html += finished[2]
+        dones.append(finished[1])
+    assert live.html == html and live.done == len(text)
+    return html, dones
+
+
+def kinds(text: str) -> list[str]:
+    return [kind for kind, _ in split_blocks(text)]
+
+
+def test_the_blocks_of_a_rich_reply() -> None:
+    assert kinds(RICH) == ['heading', 'paragraph', 'fence', 'item', 'item', 'item', 'item', 'item', 'quote',
+                           'paragraph', 'fence', 'paragraph']
+    blocks = dict(enumerate(block for _, block in split_blocks(RICH)))
+    assert blocks[2] == '```python\ndef f(x):\n\n    return x * 2\n```'  # a blank line inside a fence ends nothing
+    assert blocks[4] == '- two\n  - nested'  # a nested list belongs to its item
+
+
+def test_tildes_fence_a_block_too_and_a_backtick_fence_inside_it_is_code() -> None:
+    assert split_blocks('~~~\nraw ``` inside\n\n~~~\nafter') == [('fence', '~~~\nraw ``` inside\n\n~~~'),
+                                                               ('paragraph', 'after')]
+    html = render_markdown('~~~js\nlet a = "<b>";\n~~~')
+    assert '<pre>' in html and 'js' in html and '&lt;b&gt;' in html and '~~~' not in html
+
+
+def test_a_fence_inside_a_list_item_keeps_the_item_whole() -> None:
+    text = '1. Step:\n   ```py\n   a = 1\n\n   b = 2\n   ```\n2. Next\n'
+    assert split_blocks(text) == [('item', '1. Step:\n   ```py\n   a = 1\n\n   b = 2\n   ```'), ('item', '2. Next')]
+    assert '<ol start="2">' in render_markdown(text)  # an item alone keeps its number
+
+
+def test_a_fence_never_closed_is_code_to_the_end() -> None:
+    text = 'Look:\n\n```python\nprint(1)\n\nprint(2)'
+    assert split_blocks(text) == [('paragraph', 'Look:'), ('fence', '```python\nprint(1)\n\nprint(2)')]
+    html = render_markdown(text)
+    assert html.count('<pre>') == 1 and 'print' in html and '```' not in html
+
+
+def test_windows_line_ends_make_the_same_blocks() -> None:
+    crlf = RICH.replace('\n', '\r\n')
+    assert kinds(crlf) == kinds(RICH)
+    assert render_markdown(crlf) == render_markdown(RICH)
+
+
+def test_a_paragraph_ends_where_another_block_starts_without_a_blank_line() -> None:
+    assert kinds('Here is code:\n```\nx\n```\nAnd a list:\n- a\n# Heading\ntext') == [
+        'paragraph', 'fence', 'paragraph', 'item', 'heading', 'paragraph']
+    assert kinds('Title\n---\nText') == ['paragraph', 'paragraph']  # a setext heading
+    assert '<h2>Title</h2>' in render_markdown('Title\n---\nText')
+
+
+def test_a_reply_cut_at_every_position_streams_what_it_shows_when_finished() -> None:
+    finished = render_markdown(RICH)
+    for cut in range(len(RICH) + 1):
+        assert streamed(RICH, [cut])[0] == finished, f'cut at {cut}: {RICH[:cut]!r}'
+
+
+def test_a_reply_arriving_a_character_at_a_time_streams_what_it_shows_when_finished() -> None:
+    html, dones = streamed(RICH, list(range(len(RICH))))
+    assert html == render_markdown(RICH)
+    assert dones == sorted(dones)
+
+
+def test_the_block_being_written_is_the_text_after_the_finished_ones() -> None:
+    live = LiveMarkdown('# Title\n\nA paragraph still being wri')
+    assert live.html.startswith('<h1>') and live.text[live.done:] == 'A paragraph still being wri'
+    live.text += 'tten.\n\n```py\nx = 1\n'
+    live.take_finished()
+    assert live.text[live.done:] == '```py\nx = 1\n'  # the paragraph is done; the code block is being written
+
+
+def test_links_open_in_a_new_tab_and_show_where_they_go() -> None:
+    html = render_markdown('[the docs](https://docs.example.org/x) and <https://plain.example.com>')
+    assert html.count('target="_blank"') == 2 and html.count('rel="nofollow noopener noreferrer"') == 2
+    assert '(docs.example.org)' in html  # the text differs from the address: its host is shown
+    assert '(plain.example.com)' not in html  # the text is the address
+
+
+def test_images_become_links_and_scripts_stay_text() -> None:
+    html = render_markdown('![cat](https://img.example.com/cat.png)\n\n<script>alert(1)</script>')
+    assert '<img' not in html and 'href="https://img.example.com/cat.png"' in html
+    assert '<script' not in html and '&lt;script&gt;' in html
+
+
+class Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, attrs))
+
+
+def inert(html: str) -> bool:
+    parser = Tags()
+    parser.feed(html)
+    for tag, attributes in parser.found:
+        if tag in {'script', 'img', 'iframe', 'object', 'embed', 'svg', 'style', 'link', 'meta', 'form'}:
+            return False
+        for name, value in attributes:
+            if name.startswith('on'):
+                return False
+            if name in {'href', 'src'} and re.match(r'\s*(javascript|data|vbscript):', value or '', re.IGNORECASE):
+                return False
+    return True
+
+
+pieces_of_markdown = st.lists(st.sampled_from([
+    '\n', '\n\n', '\r\n', '```', '~~~', '```python\n', '# ', '- ', '1. ', '   ', '> ', '|a|b|\n|-|-|\n', '**', '`',
+    '<script>', '</script>', '<img src=x onerror=alert(1)>', '[x](javascript:alert(1))', '![i](http://e.x/i.png)',
+    'text', ' more words', 'ü', '👩\u200d👩', '---', '\\', '_']), min_size=1, max_size=40).map(''.join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=pieces_of_markdown, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_any_reply_cut_into_any_pieces_streams_inert_html_equal_to_the_finished_one(text: str,
+                                                                                   cuts: list[int]) -> None:
+    html, _ = streamed(text, [cut for cut in cuts if cut <= len(text)])
+    assert html == render_markdown(text)
+    assert inert(html)
+
+
+@pytest.mark.parametrize('text', ['- a\n' * 200, '> ' * 300 + 'deep', '```\n' + 'x\n' * 3000 + '```'])
+def test_long_and_deep_replies_still_make_blocks(text: str) -> None:
+    assert render_markdown(text)
