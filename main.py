@@ -12,6 +12,7 @@ from nicegui import ui
 
 from chat.command_line import parse_settings, reason_not_to_start
 from chat.providers import ProviderError
+from chat.roster import BotsFileError
 from chat.ui import build_app
 
 
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(reason)
     try:
         build_app(settings)
-    except ProviderError as error:  # --provider local without the extra, or a --model-path that is not a model
+    except (ProviderError, BotsFileError) as error:  # a local model that cannot load, a bots file that cannot be used
         sys.exit(str(error))
     if settings.native:  # the window would outlive a plain SIGTERM; let it end the app as Ctrl-C does
         signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -72,7 +72,7 @@ async def measure(kind: str, rate: float, workdir: Path, fake: FakeServer) -> st
         await page.goto(app.url)
         await page.locator('.my-name').wait_for(timeout=60_000)
         cpu_before, bytes_before = app.cpu_seconds(), received[0]
-        box = page.get_by_placeholder('Message the room. Write @gpt to ask GPT.')
+        box = page.locator('.q-footer input')
         await box.fill(f'@gpt {REPLIES[kind]} [[delay:{1 / rate:g}]]')
         await box.press('Enter')
         reply = page.locator('[data-kind="bot"]').last

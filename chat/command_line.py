@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     room.add_argument('--reset', action='store_true', help='delete every message first (asks to confirm)')
     room.add_argument('--yes', action='store_true', help='answer yes to the --reset question')
 
-    bot = parser.add_argument_group('the bot')
+    bot = parser.add_argument_group('the bots')
+    option(bot, '--bots', 'bots_file', 'CHAT_BOTS', 'a TOML file with a [[bots]] table for each bot of the room '
+           '(name, provider, model; see the README); without one the room has @gpt')
     option(bot, '--provider', 'provider', 'CHAT_PROVIDER', "who answers @gpt: auto = OpenAI when a key is set, else "
            "the local model when the 'local' extra is installed, else the offline demo bot",
            choices=['auto', 'openai', 'local', 'demo'])
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     option(bot, '--model-path', 'model_path', 'CHAT_MODEL_PATH', "a GGUF chat model file for the local provider; "
            "default: SmolLM2-135M-Instruct from the 'local' extra")
     option(bot, '--gpt-per-minute', 'gpt_per_minute', 'CHAT_GPT_PER_MINUTE',
-           '@gpt questions one person may ask in a minute', type=positive)
+           'questions to the bots one person may ask in a minute (a message to two bots asks two)', type=positive)
     option(bot, '--max-replies-at-once', 'max_replies_at_once', 'CHAT_MAX_REPLIES_AT_ONCE',
            'replies streaming at once in the room', type=positive)
     option(bot, '--max-context-chars', 'max_context_chars', 'CHAT_MAX_CONTEXT_CHARS',

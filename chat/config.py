@@ -26,7 +26,8 @@ class Settings:
     reset: bool = False
     yes: bool = False
 
-    provider: str = 'auto'  # auto | openai | local | demo (chat/bot.py decides what auto means)
+    bots_file: str | None = None  # a TOML file naming the room's bots (chat/roster.py); without one, @gpt
+    provider: str = 'auto'  # who answers @gpt without a bots file: auto | openai | local | demo (chat/roster.py)
     api_key: str = field(default='', repr=False)  # repr=False: a printed Settings never shows the key
     base_url: str | None = None
     model: str = 'gpt-4.1-mini'

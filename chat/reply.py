@@ -6,8 +6,8 @@ arrive as fast as the provider sends them; the tabs get the new text, and the bl
 by every reply (`ui_interval`: one `grew` event with every reply's `Growth`, so one socket message per tab), the
 database at most every `db_interval` (plus a final write). So a long reply costs about its own size.
 
-`Replies` starts replies, finds them by id, keeps the beat, and holds each person to one pending question and the
-room to `max_replies_at_once`.
+`Replies` starts replies, finds them by id, keeps the beat, and holds each person to one pending question for each
+bot and the room to `max_replies_at_once`, all bots together.
 """
 
 from __future__ import annotations
@@ -214,34 +214,38 @@ class Replies:
         self.settings = settings
         self.news = news
         self.in_progress: dict[int, ReplyStream] = {}  # by the reply's message id
-        self.reserved: set[str] = set()  # people whose question is being stored: their reply has not begun yet
+        self.reserved: set[tuple[str, str]] = set()  # (person, bot) whose question is being stored: no reply yet
         self._beat: asyncio.TimerHandle | None = None
 
-    def refusal(self, person_id: str) -> str | None:
-        """Why this person may not ask now (one pending question each, and a cap for the room), or None."""
-        if person_id in self.reserved or any(reply.asker_id == person_id for reply in self.in_progress.values()):
-            return ('@gpt is still answering your last question. Wait for it, or press its Stop button, then ask '
-                    'again. Your message is still in the box.')
-        if (count := len(self.reserved) + len(self.in_progress)) >= self.settings.max_replies_at_once:
-            return (f'@gpt is already writing {count} replies, as many as this room allows at once. Try again in a '
-                    'moment; your message is still in the box.')
+    def refusal(self, person_id: str, bots: list[Bot]) -> str | None:
+        """Why this person may not ask these bots now (one pending question for each bot, and a cap for the room),
+        or None."""
+        pending = self.reserved | {(reply.asker_id, reply.bot.name) for reply in self.in_progress.values()}
+        for bot in bots:
+            if (person_id, bot.name) in pending:
+                return (f'@{bot.name} is still answering your last question. Wait for it, or press its Stop button, '
+                        'then ask again. Your message is still in the box.')
+        if (count := len(self.reserved) + len(self.in_progress)) + len(bots) > self.settings.max_replies_at_once:
+            return (f'The bots are already writing {count} replies, and this room allows '
+                    f'{self.settings.max_replies_at_once} at once. Try again in a moment; your message is still in the '
+                    'box.')
         return None
 
-    def reserve(self, person_id: str) -> None:
-        """Hold this person's place while their question is stored (call `refusal` first)."""
-        self.reserved.add(person_id)
+    def reserve(self, person_id: str, bot: Bot) -> None:
+        """Hold this person's place with this bot while their question is stored (call `refusal` first)."""
+        self.reserved.add((person_id, bot.name))
 
-    def release(self, person_id: str) -> None:
-        self.reserved.discard(person_id)
+    def release(self, person_id: str, bot: Bot) -> None:
+        self.reserved.discard((person_id, bot.name))
 
     async def start(self, bot: Bot, question: Message) -> ReplyStream:
         """Add a thinking reply at once, then stream it in the background. The asker's reservation becomes the reply."""
         try:
             message = await self.store.add(Message(
-                kind=Kind.BOT, author=bot.provider.name, author_id='bot', status=Status.THINKING,
+                kind=Kind.BOT, author=bot.author, author_id=bot.author_id, status=Status.THINKING,
                 reply_to=question.id, model=bot.provider.model))
         finally:
-            self.release(question.author_id)
+            self.release(question.author_id, bot)
         reply = ReplyStream(self, message, question.author_id, bot)
         self.in_progress[reply.id] = reply
         self.news.added(message)

@@ -1,9 +1,9 @@
 """The room: posting a message, the events every tab listens to, the newest messages, and who is here.
 
 Tabs never talk to each other. A tab calls `room.post()`; the room stores the message and fires an event; every tab
-(the writer's too) reacts by appending one bubble. A message that mentions the bot also starts a reply (reply.py),
-whose news reaches the tabs through the same events. The room keeps the newest messages in memory, so a tab that
-opens reads them without a database round trip.
+(the writer's too) reacts by appending one bubble. A message that mentions bots also starts a reply from each
+(reply.py), whose news reaches the tabs through the same events. The room keeps the newest messages in memory, so a
+tab that opens reads them without a database round trip.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ class OtherInstances(Protocol):
 
 
 class Room:
-    def __init__(self, settings: Settings, store: Store, bot: Bot) -> None:
+    def __init__(self, settings: Settings, store: Store, bots: list[Bot]) -> None:
         self.settings = settings
         self.store = store
-        self.bot = bot
+        self.bots = {bot.name: bot for bot in bots}  # in the order they were listed
         self.recent: deque[Message] = deque(maxlen=settings.history_size)
         self.people: dict[str, Person] = {}
         self.is_open = False
@@ -81,41 +81,52 @@ class Room:
         await self.store.close()
 
     async def post(self, person: Person, text: str) -> Message | None:
-        """Store a person's message, tell every tab, and start the bot's reply if it is mentioned. Returns None for an
-        empty message (refused quietly); raises MessageRefused for one the room will not take."""
+        """Store a person's message, tell every tab, and start a reply from each bot it mentions (they stream at
+        once). Returns None for an empty message (refused quietly); raises MessageRefused for one the room will not
+        take."""
         if not text.strip():
             return None
-        asks_bot = self.bot.is_mentioned_in(text)
-        self.check_limits(person, text, asks_bot)
-        if asks_bot:
-            self.replies.reserve(person.id)
+        asked = [bot for bot in self.bots.values() if bot.is_mentioned_in(text)]
+        self.check_limits(person, text, asked)
+        for bot in asked:
+            self.replies.reserve(person.id, bot)
         try:
             message = await self.store.add(Message(author=person.name, author_id=person.id, body=text))
         except Exception as error:
-            self.replies.release(person.id)
+            for bot in asked:
+                self.replies.release(person.id, bot)
             log.exception('could not store a message')
             raise MessageRefused('Your message could not be saved (the database refused it). '
                                  'It is still in the box; try again in a moment.') from error
         self.publish(message)
-        if asks_bot:
-            await self.replies.start(self.bot, message)
+        failed = []
+        for bot in asked:  # each start gives its reservation back, whatever happens
+            try:
+                await self.replies.start(bot, message)
+            except Exception:
+                log.exception('could not start the reply of @%s', bot.name)
+                failed.append(f'@{bot.name}')
+        if failed:
+            raise MessageRefused(f'Your message was sent, but {" and ".join(failed)} could not start a reply (the '
+                                 'database refused it). Ask again in a moment.')
         return message
 
-    def check_limits(self, person: Person, text: str, asks_bot: bool) -> None:
+    def check_limits(self, person: Person, text: str, asked: list[Bot]) -> None:
         """Raise MessageRefused, saying why, if the message is too long or comes too soon; else count it."""
         if len(text) > self.settings.max_message_chars:
             raise MessageRefused(f'That message is {len(text):,} characters long; the limit is '
                                  f'{self.settings.max_message_chars:,}. Nothing was sent.')
-        if asks_bot and (refusal := self.replies.refusal(person.id)):
+        if asked and (refusal := self.replies.refusal(person.id, asked)):
             raise MessageRefused(refusal)
         if wait := self.message_rate.wait(person.id):
             raise MessageRefused(f'You are sending messages quickly: at most {self.message_rate.count} in 10 seconds. '
                                  f'Try again in {wait:.0f} s; your message is still in the box.')
-        if asks_bot and (wait := self.gpt_rate.wait(person.id)):
-            raise MessageRefused(f'You may ask @{self.bot.handle} {self.gpt_rate.count} times a minute. Try again in '
-                                 f'{wait:.0f} s; your message is still in the box.')
+        if asked and (wait := self.gpt_rate.wait(person.id, len(asked))):
+            raise MessageRefused(f'You may ask {" and ".join(f"@{bot.name}" for bot in asked)} '
+                                 f'{self.gpt_rate.count} times a minute. Try again in {wait:.0f} s; your message is '
+                                 'still in the box.')
         self.message_rate.record(person.id)
-        if asks_bot:
+        for _ in asked:
             self.gpt_rate.record(person.id)
 
     def publish(self, message: Message) -> None:

@@ -90,7 +90,7 @@ async def eventually(condition: Callable[[], object], timeout: float = 5.0, mess
 async def open_room(user: User) -> None:
     """Open the room in this simulated tab and wait until the page is built (it waits for the socket first)."""
     await user.open('/')
-    await user.should_see(marker='me')
+    await user.should_see(marker='me', retries=50)  # up to 5 s: on a loaded machine the page may take a while
 
 
 def status_shown(user: User, message_id: int) -> str:

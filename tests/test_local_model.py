@@ -180,15 +180,15 @@ def test_auto_falls_back_to_the_demo_bot_when_the_local_model_cannot_load(monkey
         raise ProviderError('llama-cpp-python is installed but does not load: libfoo.so missing')
     monkeypatch.setattr(LlamaModel, 'load', broken)
     monkeypatch.setattr(roster, 'local_model_installed', lambda: True)
-    assert isinstance(make_provider(Settings(provider='auto')), DemoProvider)
+    assert isinstance(make_provider(Settings(provider='auto'), {}), DemoProvider)
     with pytest.raises(ProviderError, match='does not load'):  # asked for by name: the app says why and stops
-        make_provider(Settings(provider='local'))
+        make_provider(Settings(provider='local'), {})
 
 
 async def test_in_the_room_the_second_question_waits_visibly_then_is_answered(
         create_user: Callable[[], User], room: Room) -> None:
     model = FakeModel(pieces=40, seconds_per_piece=0.025)  # 1 s per answer, longer than the first-token timeout
-    room.bot.provider = LocalModelProvider(model)
+    room.bots['gpt'].provider = LocalModelProvider(model)
     room.replies.settings = replace(room.replies.settings, reply_timeout=0.5)
     first, second = create_user(), create_user()
     await open_room(first)

