@@ -107,11 +107,12 @@ async def run(kinds: list[str], rate: float) -> list[str]:
 BLOCK = re.compile(r'<!-- render cost -->.*?<!-- /render cost -->', re.DOTALL)
 
 
-def write(rows: list[str], command: str, path: Path) -> None:
+def write(rows: list[str], command: str, rate: float, path: Path) -> None:
     block = '\n\n'.join([
         '<!-- render cost -->',
-        f'**Formatted as it streams, in a real tab** (`{command}`, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, '
-        f'{report.machine()}). ' + ' '.join(__doc__.split('\n\n')[1:3]).replace('\n', ' '),
+        f'**Formatted as it streams, in a real tab** (`{command.strip()}`, R={rate:g} tokens/s, '
+        f'{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {report.machine()}). '
+        + ' '.join(__doc__.split('\n\n')[1:3]).replace('\n', ' '),
         '\n'.join([HEADER, *rows]),
         '<!-- /render cost -->'])
     text = path.read_text()
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     if arguments.write:
         given = sys.argv[1:] if argv is None else argv
         write(rows, 'python -m bench.render_cost ' + ' '.join(arg for arg in given if arg != '--write'),
-              ROOT / 'docs' / 'benchmarks.md')
+              arguments.rate, ROOT / 'docs' / 'benchmarks.md')
 
 
 if __name__ == '__main__':
