@@ -223,14 +223,16 @@ class SocketTab:
             self.next_message_id = int(data[at + 6:end]) + 1
 
     def _find_message_box(self, data: str, now: float) -> None:
-        """The page's first big update holds the whole page; the message box is the element listening for Enter."""
+        """The page's first big update holds the whole page; the message box is the element that listens for Enter
+        and invites a message (the name box in the rename dialog listens for Enter too)."""
         for element_id, element in json.loads(data[2:])[1].items():
             if element_id == '_id' or not element:
                 continue
             listeners = {event['type']: event for event in element.get('events', [])}
             value = next((event for kind, event in listeners.items() if kind.startswith('update:')), None)
             enter = listeners.get('keydown')
-            if value and enter and 'enter' in enter.get('keys', []):
+            invites = str(element.get('props', {}).get('placeholder', '')).startswith('Message the room')
+            if value and enter and 'enter' in enter.get('keys', []) and invites:
                 self.message_box = (int(element_id), value['listener_id'], enter['listener_id'])
                 self.ready_at = now
                 self.ready.set()

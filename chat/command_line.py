@@ -13,6 +13,8 @@ import sys
 from dataclasses import fields
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         description='A chat room where @gpt replies stream into every open tab and stay in a database.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    room = parser.add_argument_group('the room')
+    add_room_options(parser.add_argument_group('the room'))
+    add_bot_options(parser.add_argument_group('the bots'))
+    add_sharing_options(parser.add_argument_group('sharing the room (see the README)'))
+    return parser
+
+
+def add_room_options(room: argparse._ArgumentGroup) -> None:
     option(room, '--host', 'host', 'CHAT_HOST', 'address to serve on')
     option(room, '--port', 'port', 'CHAT_PORT', 'port', type=positive)
     room.add_argument('--db', default=os.environ.get('CHAT_DB') or os.environ.get('DATABASE_URL') or DEFAULTS['db'],
@@ -73,7 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     room.add_argument('--reset', action='store_true', help='delete every message first (asks to confirm)')
     room.add_argument('--yes', action='store_true', help='answer yes to the --reset question')
 
-    bot = parser.add_argument_group('the bots')
+
+def add_sharing_options(sharing: argparse._ArgumentGroup) -> None:
+    option(sharing, '--room-key', 'room_key', 'CHAT_ROOM_KEY', 'the room opens only to a browser that came with this '
+           'key (the invite link http://HOST:PORT/?key=KEY); off loopback, without one, a random key is made')
+    sharing.add_argument('--no-room-key', action='store_true',
+                         help='open the room to anyone who reaches the port, even off loopback (not recommended)')
+    option(sharing, '--allowed-hosts', 'allowed_hosts', 'CHAT_ALLOWED_HOSTS', 'more names the room is served under, '
+           'comma separated (requests for other names are refused: DNS rebinding)')
+    option(sharing, '--daily-token-budget', 'daily_token_budget', 'CHAT_DAILY_TOKEN_BUDGET', 'prompt and completion '
+           'tokens all bots may use in a UTC day; questions past it are refused (0: no budget)', type=int)
+    option(sharing, '--room-gpt-per-minute', 'room_gpt_per_minute', 'CHAT_ROOM_GPT_PER_MINUTE',
+           'questions to the bots the whole room may ask in a minute (every instance together)', type=positive)
+    option(sharing, '--room-messages-per-minute', 'room_messages_per_minute', 'CHAT_ROOM_MESSAGES_PER_MINUTE',
+           'messages the whole room may send in a minute', type=positive)
+
+
+def add_bot_options(bot: argparse._ArgumentGroup) -> None:
     option(bot, '--bots', 'bots_file', 'CHAT_BOTS', 'a TOML file with a [[bots]] table for each bot of the room '
            '(name, provider, model; see the README); without one the room has @gpt')
     option(bot, '--provider', 'provider', 'CHAT_PROVIDER', "who answers @gpt: auto = OpenAI when a key is set, else "
@@ -95,7 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
     option(bot, '--retries', 'max_retries', 'CHAT_RETRIES', 'retries of a failed request to the provider', type=int)
     option(bot, '--timeout', 'reply_timeout', 'CHAT_TIMEOUT',
            'seconds without a first or a new token before a reply fails', type=float)
-    return parser
 
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
@@ -123,5 +146,6 @@ def confirm_reset(settings: Settings) -> bool:
     if not sys.stdin.isatty():
         print('--reset deletes every message; add --yes to confirm when there is no terminal to ask.', file=sys.stderr)
         return False
-    answer = input(f'Delete every message in {settings.db}? Type "yes" to confirm: ')
+    where = make_url(settings.db_url).render_as_string(hide_password=True)  # the terminal never shows a password
+    answer = input(f'Delete every message in {where}? Type "yes" to confirm: ')
     return answer.strip().lower() == 'yes'

@@ -39,6 +39,14 @@ class Settings:
     connect_timeout: float = 5.0
     max_retries: int = 2
 
+    # Sharing the room (chat/ui/access.py): who may come in, and what visitors may cost
+    room_key: str | None = field(default=None, repr=False)  # off loopback, without one, a random key is made
+    no_room_key: bool = False  # open to anyone who reaches the port, even off loopback (with a warning)
+    allowed_hosts: str = ''  # more names the room is served under, comma separated; other Host headers are refused
+    daily_token_budget: int = 0  # prompt + completion tokens of all bots in a UTC day; 0: no budget
+    room_gpt_per_minute: int = 30  # questions to the bots in the whole room (all instances) in a minute
+    room_messages_per_minute: int = 120  # messages in the whole room in a minute (on this instance)
+
     history_size: int = 100  # messages a tab receives when it opens
     max_message_chars: int = 4000
     messages_per_10s: int = 10  # per person (a tab is a person)

@@ -1,12 +1,26 @@
-"""Rate limits: at most so many acts per person in a sliding window (messages, questions to the bot).
+"""The room's limits: what one person, one browser and the whole room may send, and what the bots may cost in a day.
 
-The room checks a message against its limits before storing it (room.py `check_limits`); skim this on a first read.
+The room checks every message here before it stores it (room.py `post`), and a refusal's text is the notice the
+writer sees, with their text left in the box. A person is counted under their tab's identity and their browser's
+(NiceGUI's browser storage), so opening a new tab does not start the count afresh. Skim this on a first read.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from .bot import Bot
+from .config import Settings
+from .models import Message, utc_now
+from .reply import Replies
+from .store import Store
+
+
+class MessageRefused(Exception):
+    """A message the room will not take. Its text is the notice shown to the writer, whose text stays put."""
 
 
 class RateLimit:
@@ -25,6 +39,9 @@ class RateLimit:
             return 0.0
         return max(0.0, times[must_expire - 1] + self.seconds - time.monotonic())
 
+    def wait_any(self, keys: Iterable[str], acts: int = 1) -> float:
+        return max(self.wait(key, acts) for key in keys)
+
     def record(self, key: str) -> None:
         if len(self.times) > 1000:  # many people came and went: drop the ones with nothing left to count
             self.forget_idle()
@@ -34,3 +51,74 @@ class RateLimit:
         now = time.monotonic()
         for key in [key for key, times in self.times.items() if not times or times[-1] <= now - self.seconds]:
             del self.times[key]
+
+
+def start_of_day(moment: datetime) -> datetime:
+    """The budget's day: midnight UTC."""
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class Limits:
+    def __init__(self, settings: Settings, store: Store, replies: Replies) -> None:
+        self.settings = settings
+        self.store = store
+        self.replies = replies
+        self.message_rate = RateLimit(settings.messages_per_10s, 10)  # per person and per browser
+        self.question_rate = RateLimit(settings.gpt_per_minute, 60)  # per person and per browser, each bot asked
+        self.room_message_rate = RateLimit(settings.room_messages_per_minute, 60)  # the whole room, this instance
+        self.rename_rate = RateLimit(5, 60)  # per person: a name is not a chat
+        self.spent_today = 0  # tokens of today's replies, as last counted (the header shows it with a budget)
+        self.day = start_of_day(utc_now())
+
+    async def admit(self, keys: tuple[str, ...], text: str, asked: list[Bot]) -> None:
+        """Raise MessageRefused, saying why, if this message may not be taken now; else count it. `keys`: the
+        writer's identity and browser."""
+        if len(text) > self.settings.max_message_chars:
+            raise MessageRefused(f'That message is {len(text):,} characters long; the limit is '
+                                 f'{self.settings.max_message_chars:,}. Nothing was sent.')
+        if asked:
+            await self.check_the_room_may_ask(len(asked))  # the database's count: every instance's questions
+        self.check_the_writer_may_send(keys, asked)
+        for key in keys:  # no await from the checks to here: nothing else can be counted in between
+            self.message_rate.record(key)
+            for _ in asked:
+                self.question_rate.record(key)
+        self.room_message_rate.record('room')
+
+    def check_the_writer_may_send(self, keys: tuple[str, ...], asked: list[Bot]) -> None:
+        if asked and (refusal := self.replies.refusal(keys, asked)):
+            raise MessageRefused(refusal)
+        if wait := self.message_rate.wait_any(keys):
+            raise MessageRefused(f'You are sending messages quickly: at most {self.message_rate.count} in 10 seconds. '
+                                 f'Try again in {wait:.0f} s; your message is still in the box.')
+        if asked and (wait := self.question_rate.wait_any(keys, len(asked))):
+            raise MessageRefused(f'You may ask {" and ".join(f"@{bot.name}" for bot in asked)} '
+                                 f'{self.question_rate.count} times a minute. Try again in {wait:.0f} s; your message '
+                                 'is still in the box.')
+        if wait := self.room_message_rate.wait('room'):
+            raise MessageRefused(f'This room takes at most {self.room_message_rate.count} messages a minute, everyone '
+                                 f'together. Try again in {wait:.0f} s; your message is still in the box.')
+
+    async def check_the_room_may_ask(self, questions: int) -> None:
+        now = utc_now()
+        asked_lately = await self.store.replies_since(now - timedelta(minutes=1))
+        if asked_lately + questions > self.settings.room_gpt_per_minute:
+            raise MessageRefused(f'The bots take at most {self.settings.room_gpt_per_minute} questions a minute from '
+                                 'the whole room. Try again in a moment; your message is still in the box.')
+        if not self.settings.daily_token_budget:
+            return
+        self.day, self.spent_today = start_of_day(now), await self.store.tokens_since(start_of_day(now))
+        if self.spent_today >= self.settings.daily_token_budget:
+            opens_in = self.day + timedelta(days=1) - now
+            hours, minutes = divmod(round(opens_in.total_seconds() / 60), 60)
+            raise MessageRefused(f"Today's budget for the bots, {self.settings.daily_token_budget:,} tokens, is spent "
+                                 f'({self.spent_today:,} used). They take questions again at midnight UTC, in '
+                                 f'{hours} h {minutes} min. Your message is still in the box.')
+
+    def count_spending(self, message: Message) -> None:
+        """A reply ended (here or on another instance): its tokens count against today's budget."""
+        if message.status.in_progress or message.prompt_tokens is None:
+            return
+        if start_of_day(utc_now()) != self.day:
+            self.day, self.spent_today = start_of_day(utc_now()), 0
+        self.spent_today += (message.prompt_tokens or 0) + (message.completion_tokens or 0)

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy import DateTime
 from sqlalchemy import Enum as SAEnum
+from sqlalchemy import false as sa_false
 from sqlmodel import Field, SQLModel
 
 INTERRUPTED_ERROR = 'Interrupted: the server stopped while this reply was written.'
@@ -52,14 +53,15 @@ class Message(SQLModel, table=True):
     body: str = ''
     status: Status = Field(default=Status.DONE, index=True, sa_type=stored_as_value(Status))
     reply_to: int | None = None  # for a bot reply: the message that mentioned @gpt
-    error: str | None = None  # a short, human explanation shown in the bubble
+    error: str | None = None  # a short, human note shown in the bubble: why it failed, or who stopped it
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     first_token_ms: int | None = None
     duration_ms: int | None = None
+    usage_estimated: bool = Field(default=False, sa_column_kwargs={'server_default': sa_false()})  # no usage was sent
     # With their time zone: PostgreSQL would otherwise read them in its own zone. (SQLite keeps naive UTC.)
-    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True), index=True)
     updated_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
     # Several instances on one PostgreSQL room (chat/instances/relay.py): the writing instance keeps it in the future.
     lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

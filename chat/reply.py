@@ -22,7 +22,7 @@ from .bot import Bot
 from .config import Settings
 from .markdown import LiveMarkdown
 from .models import INTERRUPTED_ERROR, Kind, Message, Status, utc_now
-from .providers import ProviderError, Request, explain_error
+from .providers import ProviderError, Request, Usage, explain_error
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -54,22 +54,30 @@ class RoomNews:
     changed: Callable[[Message], None]  # a reply's status changed (streaming, done, stopped, error, ...)
 
 
+def estimated_usage(request: Request, text: str) -> Usage:
+    """About four characters a token, as OpenAI says of English text (no tokenizer is at hand for every model), and a
+    few tokens of framing for each message of the prompt."""
+    prompt = sum(len(message['content']) for message in request.messages)
+    return Usage(prompt_tokens=prompt // 4 + 4 * len(request.messages), completion_tokens=max(1, len(text) // 4))
+
+
 def next_beat(now: float, interval: float) -> float:
     """The next multiple of `interval`: everything due in the same beat happens together."""
     return (now // interval + 1) * interval
 
 
 class ReplyStream:
-    def __init__(self, replies: Replies, message: Message, asker_id: str, bot: Bot) -> None:
+    def __init__(self, replies: Replies, message: Message, asker_keys: tuple[str, ...], bot: Bot) -> None:
         self.replies = replies  # the registry it belongs to: it keeps the beat, and forgets this reply at its end
         self.message = message  # its status is this reply's to change; its body is written once, at the end
-        self.asker_id = asker_id
+        self.asker_keys = asker_keys  # who asked: their identity and browser (one pending question each, per bot)
         self.bot = bot
         self.settings = replies.settings
         self.live = LiveMarkdown()  # everything received so far, and its finished blocks
         self.published = 0  # how much of the text the tabs have been sent
         self.first_token_at: float | None = None
         self.stop_requested = False
+        self.stopped_by = ''  # the name of whoever pressed Stop
         self.finishing = False
         self.task: asyncio.Task | None = None
         self._save_timer: asyncio.TimerHandle | None = None
@@ -84,10 +92,10 @@ class ReplyStream:
     def text(self) -> str:
         return self.live.text
 
-    def stop(self) -> None:
+    def stop(self, by: str = '') -> None:
         # Once the reply is ending, a second Stop (or the shutdown) must not cancel its final write and its goodbye.
         if self.task and not self.task.done() and not self.stop_requested and not self.finishing:
-            self.stop_requested = True
+            self.stop_requested, self.stopped_by = True, by
             self.task.cancel()  # the provider's stream closes its HTTP connection as the cancellation unwinds it
 
     async def run(self) -> None:
@@ -104,7 +112,7 @@ class ReplyStream:
                 status, error = Status.ERROR, 'The model sent an empty reply.'
         except asyncio.CancelledError:
             status = Status.STOPPED if self.stop_requested else Status.INTERRUPTED
-            error = None if self.stop_requested else INTERRUPTED_ERROR
+            error = (f'by {self.stopped_by}' if self.stopped_by else None) if self.stop_requested else INTERRUPTED_ERROR
             if not self.stop_requested:
                 raise
         except Exception as exception:
@@ -187,6 +195,9 @@ class ReplyStream:
             self._save_timer.cancel()
         self.replies.publish_new_text()  # the tabs get the last text and blocks before they hear of the end
         usage = request.usage if request else None
+        estimated = usage is None and request is not None and bool(self.text)
+        if estimated:  # a server that sends no usage (llama.cpp's, some Ollama versions): the budget still counts it
+            usage = estimated_usage(request, self.text)  # type: ignore[arg-type]
         ending = {
             'status': status,
             'error': error,
@@ -194,6 +205,7 @@ class ReplyStream:
             'first_token_ms': round((self.first_token_at - started) * 1000) if self.first_token_at else None,
             'prompt_tokens': usage.prompt_tokens if usage else None,
             'completion_tokens': usage.completion_tokens if usage else None,
+            'usage_estimated': estimated,
         }
         try:
             await asyncio.shield(self.replies.store.save(self.id, body=self.text, **ending))
@@ -214,15 +226,16 @@ class Replies:
         self.settings = settings
         self.news = news
         self.in_progress: dict[int, ReplyStream] = {}  # by the reply's message id
-        self.reserved: set[tuple[str, str]] = set()  # (person, bot) whose question is being stored: no reply yet
+        self.reserved: set[tuple[tuple[str, ...], str]] = set()  # (asker's keys, bot) of questions being stored
         self._beat: asyncio.TimerHandle | None = None
 
-    def refusal(self, person_id: str, bots: list[Bot]) -> str | None:
-        """Why this person may not ask these bots now (one pending question for each bot, and a cap for the room),
-        or None."""
-        pending = self.reserved | {(reply.asker_id, reply.bot.name) for reply in self.in_progress.values()}
+    def refusal(self, keys: tuple[str, ...], bots: list[Bot]) -> str | None:
+        """Why this person (`keys`: their identity and browser) may not ask these bots now (one pending question
+        for each bot, and a cap for the room), or None."""
+        askers = [*self.reserved, *((reply.asker_keys, reply.bot.name) for reply in self.in_progress.values())]
+        pending = {(key, bot_name) for asker_keys, bot_name in askers for key in asker_keys}
         for bot in bots:
-            if (person_id, bot.name) in pending:
+            if any((key, bot.name) in pending for key in keys):
                 return (f'@{bot.name} is still answering your last question. Wait for it, or press its Stop button, '
                         'then ask again. Your message is still in the box.')
         if (count := len(self.reserved) + len(self.in_progress)) + len(bots) > self.settings.max_replies_at_once:
@@ -231,31 +244,31 @@ class Replies:
                     'box.')
         return None
 
-    def reserve(self, person_id: str, bot: Bot) -> None:
+    def reserve(self, keys: tuple[str, ...], bot: Bot) -> None:
         """Hold this person's place with this bot while their question is stored (call `refusal` first)."""
-        self.reserved.add((person_id, bot.name))
+        self.reserved.add((keys, bot.name))
 
-    def release(self, person_id: str, bot: Bot) -> None:
-        self.reserved.discard((person_id, bot.name))
+    def release(self, keys: tuple[str, ...], bot: Bot) -> None:
+        self.reserved.discard((keys, bot.name))
 
-    async def start(self, bot: Bot, question: Message) -> ReplyStream:
+    async def start(self, bot: Bot, question: Message, asker_keys: tuple[str, ...]) -> ReplyStream:
         """Add a thinking reply at once, then stream it in the background. The asker's reservation becomes the reply."""
         try:
             message = await self.store.add(Message(
                 kind=Kind.BOT, author=bot.author, author_id=bot.author_id, status=Status.THINKING,
                 reply_to=question.id, model=bot.provider.model))
         finally:
-            self.release(question.author_id, bot)
-        reply = ReplyStream(self, message, question.author_id, bot)
+            self.release(asker_keys, bot)
+        reply = ReplyStream(self, message, asker_keys, bot)
         self.in_progress[reply.id] = reply
         self.news.added(message)
         reply.task = asyncio.create_task(reply.run(), name=f'reply {reply.id}')
         return reply
 
-    def stop(self, message_id: int) -> bool:
-        """Stop a reply streaming here; False if there is none by that id."""
+    def stop(self, message_id: int, by: str = '') -> bool:
+        """Stop a reply streaming here (`by`: who pressed Stop); False if there is none by that id."""
         if reply := self.in_progress.get(message_id):
-            reply.stop()
+            reply.stop(by)
         return reply is not None
 
     def text_arrived(self) -> None:

@@ -18,7 +18,7 @@ from nicegui import Event
 
 from .bot import Bot
 from .config import Settings
-from .limits import RateLimit
+from .limits import Limits, MessageRefused
 from .markdown import LiveMarkdown
 from .models import Message
 from .reply import Growth, Replies, RoomNews
@@ -27,22 +27,24 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 
-class MessageRefused(Exception):
-    """A message the room will not take. Its text is the notice shown to the writer, whose text stays put."""
-
-
 @dataclass
 class Person:
     id: str
     name: str
+    browser_id: str = ''  # the browser the person's tabs are in (NiceGUI's browser storage), counted by the limits
     tabs: set[str] = field(default_factory=set)  # ids of the clients (page loads) this person has open
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Who the limits count: this person, and their browser, so that a new tab does not start afresh."""
+        return (self.id, f'browser:{self.browser_id}') if self.browser_id else (self.id,)
 
 
 class OtherInstances(Protocol):
     """Several instances on one database (chat/instances/relay.py): the replies that other instances write."""
 
     def reply_so_far(self, message_id: int) -> LiveMarkdown | None: ...
-    def stop_reply(self, message_id: int) -> None: ...
+    def stop_reply(self, message_id: int, by: str) -> None: ...
 
 
 class Room:
@@ -61,8 +63,8 @@ class Room:
         self.replies = Replies(store, settings, RoomNews(added=self.publish, grew=self.grew.emit,
                                                          changed=self.changed.emit))
         self.other_instances: OtherInstances | None = None  # set by the relay when several instances share the room
-        self.message_rate = RateLimit(settings.messages_per_10s, 10)
-        self.gpt_rate = RateLimit(settings.gpt_per_minute, 60)
+        self.limits = Limits(settings, store, self.replies)
+        self.changed.subscribe(self.limits.count_spending)  # before any tab's subscription: tabs show the new sum
 
     async def open(self, *, reset: bool = False) -> None:
         self.is_open = True
@@ -87,14 +89,14 @@ class Room:
         if not text.strip():
             return None
         asked = [bot for bot in self.bots.values() if bot.is_mentioned_in(text)]
-        self.check_limits(person, text, asked)
+        await self.limits.admit(person.keys, text, asked)
         for bot in asked:
-            self.replies.reserve(person.id, bot)
+            self.replies.reserve(person.keys, bot)
         try:
             message = await self.store.add(Message(author=person.name, author_id=person.id, body=text))
         except Exception as error:
             for bot in asked:
-                self.replies.release(person.id, bot)
+                self.replies.release(person.keys, bot)
             log.exception('could not store a message')
             raise MessageRefused('Your message could not be saved (the database refused it). '
                                  'It is still in the box; try again in a moment.') from error
@@ -102,7 +104,7 @@ class Room:
         failed = []
         for bot in asked:  # each start gives its reservation back, whatever happens
             try:
-                await self.replies.start(bot, message)
+                await self.replies.start(bot, message, person.keys)
             except Exception:
                 log.exception('could not start the reply of @%s', bot.name)
                 failed.append(f'@{bot.name}')
@@ -110,24 +112,6 @@ class Room:
             raise MessageRefused(f'Your message was sent, but {" and ".join(failed)} could not start a reply (the '
                                  'database refused it). Ask again in a moment.')
         return message
-
-    def check_limits(self, person: Person, text: str, asked: list[Bot]) -> None:
-        """Raise MessageRefused, saying why, if the message is too long or comes too soon; else count it."""
-        if len(text) > self.settings.max_message_chars:
-            raise MessageRefused(f'That message is {len(text):,} characters long; the limit is '
-                                 f'{self.settings.max_message_chars:,}. Nothing was sent.')
-        if asked and (refusal := self.replies.refusal(person.id, asked)):
-            raise MessageRefused(refusal)
-        if wait := self.message_rate.wait(person.id):
-            raise MessageRefused(f'You are sending messages quickly: at most {self.message_rate.count} in 10 seconds. '
-                                 f'Try again in {wait:.0f} s; your message is still in the box.')
-        if asked and (wait := self.gpt_rate.wait(person.id, len(asked))):
-            raise MessageRefused(f'You may ask {" and ".join(f"@{bot.name}" for bot in asked)} '
-                                 f'{self.gpt_rate.count} times a minute. Try again in {wait:.0f} s; your message is '
-                                 'still in the box.')
-        self.message_rate.record(person.id)
-        for _ in asked:
-            self.gpt_rate.record(person.id)
 
     def publish(self, message: Message) -> None:
         self.recent.append(message)
@@ -140,12 +124,14 @@ class Room:
             return reply.live
         return self.other_instances.reply_so_far(message_id) if self.other_instances else None
 
-    def stop(self, message_id: int) -> None:
-        if not self.replies.stop(message_id) and self.other_instances:
-            self.other_instances.stop_reply(message_id)
+    def stop(self, message_id: int, by: Person | None = None) -> None:
+        """Someone pressed Stop: the reply ends, in every tab, saying who stopped it."""
+        name = by.name if by else ''
+        if not self.replies.stop(message_id, name) and self.other_instances:
+            self.other_instances.stop_reply(message_id, name)
 
-    def join(self, person_id: str, name: str, client_id: str) -> Person:
-        person = self.people.setdefault(person_id, Person(person_id, name))
+    def join(self, person_id: str, name: str, client_id: str, browser_id: str = '') -> Person:
+        person = self.people.setdefault(person_id, Person(person_id, name, browser_id))
         is_news = not person.tabs or person.name != name  # a second tab of the same person changes nothing
         person.name = name
         person.tabs.add(client_id)

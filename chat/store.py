@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Update
@@ -91,6 +91,18 @@ class Store:
             .order_by(col(Message.id).desc()).limit(limit)
         rows = await self._run(lambda session: list(session.exec(statement)))
         return rows[::-1]
+
+    async def tokens_since(self, moment: datetime) -> int:
+        """Prompt and completion tokens of the replies begun since `moment` (estimates included): every instance's."""
+        spent = func.coalesce(Message.prompt_tokens, 0) + func.coalesce(Message.completion_tokens, 0)
+        statement = select(func.coalesce(func.sum(spent), 0)).where(col(Message.kind) == Kind.BOT,
+                                                                   col(Message.created_at) >= moment)
+        return await self._run(lambda session: int(session.exec(statement).one()))
+
+    async def replies_since(self, moment: datetime) -> int:
+        statement = select(func.count()).select_from(Message).where(col(Message.kind) == Kind.BOT,
+                                                                    col(Message.created_at) >= moment)
+        return await self._run(lambda session: int(session.exec(statement).one()))
 
     async def get(self, message_id: int) -> Message | None:
         return await self._run(lambda session: session.get(Message, message_id))

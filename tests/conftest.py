@@ -43,7 +43,8 @@ def app_args(clean_environment: None, db_path: Path) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def command_line(monkeypatch: pytest.MonkeyPatch, app_args: list[str]) -> Iterator[None]:
-    monkeypatch.setattr(sys, 'argv', ['main.py', *app_args])
+    # The simulated tabs' requests say "Host: test", which the room refuses unless it is told it is served as `test`.
+    monkeypatch.setattr(sys, 'argv', ['main.py', *app_args, '--allowed-hosts', 'test'])
     yield
 
 

@@ -60,6 +60,7 @@ class Script:
     drop_after: int | None = None  # close the socket mid-stream, without finishing the HTTP body or [DONE]
     malformed_after: int | None = None  # send one event that is not JSON, then carry on
     finish_reason: str = 'stop'
+    send_usage: bool = True  # False: like llama.cpp's server, no usage in the stream even when asked for
 
 
 # directive name -> (Script field, converter from the directive's text)
@@ -73,6 +74,7 @@ DIRECTIVES: dict[str, tuple[str, Any]] = {
     'drop': ('drop_after', int),
     'malformed': ('malformed_after', int),
     'finish': ('finish_reason', str),
+    'usage': ('send_usage', lambda value: value.lower() not in ('no', 'false', '0')),
 }
 
 
@@ -235,7 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
         with fake._lock:
             fake.open_streams += 1
         try:
-            finished = self._stream(script, tokens, finish_reason, base, usage if include_usage else None)
+            finished = self._stream(script, tokens, finish_reason, base,
+                                    usage if include_usage and script.send_usage else None)
         except OSError:  # the client hung up, or stop() shut the socket down
             finished = False
         finally:

@@ -65,7 +65,8 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 @pytest.fixture(scope='module')
 def room(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
     db = tmp_path_factory.mktemp('fuzz') / 'chat.db'
-    settings = replace(Settings(), messages_per_10s=10**9, gpt_per_minute=10**9, ui_interval=0, db_interval=0.01)
+    settings = replace(Settings(), messages_per_10s=10**9, gpt_per_minute=10**9, room_messages_per_minute=10**9,
+                       room_gpt_per_minute=10**9, ui_interval=0, db_interval=0.01)
     room = Room(settings, Store(f'sqlite:///{db}'), [Bot('gpt', ChunkProvider(), 'Be brief.', 1024)])
     loop.run_until_complete(room.open())
     yield room

@@ -38,7 +38,8 @@ PIECE_CHARS = 1000  # sent as UTF-8 JSON: at most 6 bytes a character (an escape
 LEASE_SECONDS = 10.0
 RENEW_EVERY = LEASE_SECONDS / 4
 SWEEP_EVERY = LEASE_SECONDS / 2
-STATUS_FIELDS = ('status', 'error', 'model', 'prompt_tokens', 'completion_tokens', 'first_token_ms', 'duration_ms')
+STATUS_FIELDS = ('status', 'error', 'model', 'prompt_tokens', 'completion_tokens', 'usage_estimated', 'first_token_ms',
+                 'duration_ms')
 
 
 class PostgresRelay:
@@ -116,9 +117,9 @@ class PostgresRelay:
     def reply_so_far(self, message_id: int) -> LiveMarkdown | None:
         return self.followed.get(message_id)
 
-    def stop_reply(self, message_id: int) -> None:
+    def stop_reply(self, message_id: int, by: str) -> None:
         if message_id in self.followed:
-            self.announce({'event': 'stop', 'id': message_id})
+            self.announce({'event': 'stop', 'id': message_id, 'by': by})
 
     async def send(self) -> None:
         connection: psycopg.AsyncConnection | None = None
@@ -177,7 +178,7 @@ class PostgresRelay:
         """Another instance's news, told to this instance's tabs through the room's own events."""
         event = news['event']
         if event == 'stop':  # only the instance writing the reply acts on it: never passed on again
-            self.room.replies.stop(news['id'])
+            self.room.replies.stop(news['id'], str(news.get('by', '')))
         elif event == 'added':
             message = await self.room.store.get(news['id'])
             if message is not None and self.message_in_memory(news['id']) is None:

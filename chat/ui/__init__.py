@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from nicegui import Client, app, background_tasks
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..config import Settings
 from ..demo_bot import DemoProvider
@@ -18,6 +19,8 @@ from ..room import Room
 from ..roster import make_bots
 from ..seed import play_script
 from ..store import Store
+from .access import RoomDoor, served_hosts
+from .guard import guard_socket_messages
 from .page import register_page
 from .security import ContentSecurityPolicy
 from .stream import ReplyTextBroadcast
@@ -25,8 +28,9 @@ from .stream import ReplyTextBroadcast
 log = logging.getLogger(__name__)
 
 
-def build_app(settings: Settings) -> Room:
-    """Create the room and hook it to the app: open it at start-up, close it at shutdown, serve the page."""
+def build_app(settings: Settings, room_key: str | None = None) -> Room:
+    """Create the room and hook it to the app: open it at start-up, close it at shutdown, serve the page only to
+    browsers that came with `room_key` (if there is one) and only under the names it is served as."""
     several_instances = settings.db_url.startswith('postgresql')  # other instances may share a PostgreSQL room
     if several_instances:
         from ..instances.relay import LEASE_SECONDS, PostgresRelay  # psycopg is an optional extra
@@ -34,6 +38,9 @@ def build_app(settings: Settings) -> Room:
     store = Store(settings.db_url, reply_lease_seconds=LEASE_SECONDS if several_instances else None)
     room = Room(settings, store, make_bots(settings))
     app.add_middleware(ContentSecurityPolicy)
+    hosts = served_hosts(settings)
+    app.add_middleware(RoomDoor, key=room_key, hosts=hosts)  # (the last one added is the first to see a request)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
     app.state.room = room  # FastAPI's place for app-wide objects; the tests reach the room through it
     app.state.reply_text_broadcast = broadcast = ReplyTextBroadcast(room)
     app.on_startup(lambda: start(room, settings))
@@ -46,6 +53,7 @@ def build_app(settings: Settings) -> Room:
         app.on_shutdown(relay.stop)  # after the room closed: its replies' "interrupted" still reach the others
     FullCollectionsWhenQuiet().follow(room)  # no stop-the-world pause while replies stream here
     register_page(room, broadcast, Pacer())
+    guard_socket_messages()
     return room
 
 

@@ -51,7 +51,8 @@ def local_time(moment: datetime) -> str:
 def reply_details(message: Message) -> str:
     parts = [message.model or '']
     if message.completion_tokens is not None:
-        parts.append(f'{message.prompt_tokens} + {message.completion_tokens} tokens')
+        about = '≈ ' if message.usage_estimated else ''  # the server sent no usage: an estimate, from the characters
+        parts.append(f'{about}{message.prompt_tokens} + {message.completion_tokens} tokens')
     if message.first_token_ms is not None:
         parts.append(f'first token {message.first_token_ms / 1000:.1f} s')
     if message.duration_ms is not None:
@@ -72,7 +73,7 @@ def status_line(message: Message) -> str:
 
 class Bubble:
     def __init__(self, message: Message, *, mine: bool, on_stop: Callable[[int], None],
-                 reply_so_far: Callable[[int], LiveMarkdown | None]) -> None:
+                 reply_so_far: Callable[[int], LiveMarkdown | None], may_resync: Callable[[], bool]) -> None:
         self.message = message
         self.reply_so_far = reply_so_far  # asks a reply in progress how far it got (None once it has ended)
         self.stop_button: ui.button | None = None
@@ -89,7 +90,7 @@ class Bubble:
             return
         assert message.id is not None
         with self.element, ui.element('div'):  # one child, so Quasar draws one bubble (it draws one per child)
-            self.text = ReplyText(message.id, self.state, live=message.status.in_progress) \
+            self.text = ReplyText(message.id, self.state, live=message.status.in_progress, may_resync=may_resync) \
                 .classes('message-body reply-text nicegui-markdown')
             if message.status.in_progress:
                 self.stop_button = ui.button('Stop', icon='stop', on_click=lambda: on_stop(message.id)) \

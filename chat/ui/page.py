@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
 from nicegui import app, ui
+from nicegui.events import GenericEventArguments
 
 from ..demo_bot import DemoProvider
+from ..limits import RateLimit
 from ..markdown import code_highlight_css
 from ..models import Message
 from ..performance.pacing import Pacer
@@ -21,9 +24,14 @@ from .stream import ReplyTextBroadcast
 # reader is there, and leaves it alone once they scroll up, with no message from the server.
 SCROLLER_CLASSES = 'message-scroller w-full h-full overflow-y-auto flex flex-col-reverse q-pa-sm'
 T = TypeVar('T')
+OLDER_PAGES = 20  # pages of older messages one tab may load: 2,000 messages, more than a reader scrolls through
 # In a reversed list, scrollTop is 0 at the bottom and grows negative towards the top.
 SCROLL_JS = ('(event) => { const list = event.target; emit({bottom: list.scrollTop > -80, '
              'top: list.scrollHeight - list.clientHeight + list.scrollTop < 80}) }')
+
+
+def spending(room: Room) -> str:
+    return f'Today: {room.limits.spent_today:,} of {room.settings.daily_token_budget:,} tokens'
 
 
 def placeholder(names: list[str]) -> str:
@@ -43,6 +51,10 @@ class ChatPage:
         self.bubbles: dict[int, Bubble] = {}
         self.at_bottom = True
         self.loading_older = False
+        self.older_pages = 0
+        self.tab_rate = RateLimit(1, 0.5)  # what one tab may ask of the server: a page of older messages, a Stop
+        self.resync_rate = RateLimit(10, 60)
+        self.spending: ui.label | None = None
         # The list fills the space between header and footer exactly, whatever their height (Quasar's
         # page container leaves room for both): the newest message never hides behind the message box.
         ui.query('.q-page').classes('relative')
@@ -58,6 +70,8 @@ class ChatPage:
     def build_header(self) -> None:
         with ui.header().classes('items-center gap-3 bg-grey-9 q-py-sm'):
             ui.label('Streaming chat').classes('text-lg font-medium')
+            if self.room.settings.daily_token_budget:
+                self.spending = ui.label(spending(self.room)).classes('text-xs text-grey-4').mark('spending')
             for bot in self.room.bots.values():  # orange: not a real model
                 ui.badge(bot.description, color='orange-9' if isinstance(bot.provider, DemoProvider) else 'teal-8') \
                     .classes('text-xs ellipsis').style('max-width: 28rem').mark('provider').tooltip(bot.description)
@@ -99,8 +113,8 @@ class ChatPage:
 
     def add(self, message: Message) -> None:
         assert message.id is not None
-        self.bubbles[message.id] = Bubble(message, mine=message.author_id == self.me.id, on_stop=self.room.stop,
-                                          reply_so_far=self.room.reply_so_far)
+        self.bubbles[message.id] = Bubble(message, mine=message.author_id == self.me.id, on_stop=self.stop_reply,
+                                          reply_so_far=self.room.reply_so_far, may_resync=self.may_resync)
 
     def on_added(self, message: Message) -> None:
         if message.id in self.bubbles:
@@ -113,11 +127,13 @@ class ChatPage:
     def on_changed(self, message: Message) -> None:
         if message.id is not None and (bubble := self.bubbles.get(message.id)):
             bubble.change(message)
+        if self.spending is not None and not message.status.in_progress:
+            self.spending.set_text(spending(self.room))
 
     # what this tab's reader does
 
     async def send(self) -> None:
-        text = self.input.value or ''
+        text = self.input.value if isinstance(self.input.value, str) else ''  # a raw socket client may send anything
         try:
             message = await self.room.post(self.me, text)
         except MessageRefused as refusal:
@@ -130,26 +146,46 @@ class ChatPage:
         self.jump_to_bottom()
 
     async def load_older(self) -> None:
-        """The reader scrolled to the top: fetch the page of messages before the oldest one shown."""
-        if self.loading_older or not self.bubbles:
+        """The reader scrolled to the top: fetch the page of messages before the oldest one shown (a page a second
+        at most, and at most OLDER_PAGES of them: a tab that asks for more is not a reader)."""
+        if self.loading_older or not self.bubbles or self.older_pages >= OLDER_PAGES or self.tab_rate.wait('older'):
             return
+        self.tab_rate.record('older')
+        self.older_pages += 1
         self.loading_older = True
         try:
             older = await self.room.store.recent(self.room.settings.history_size, before_id=min(self.bubbles))
         finally:
             self.loading_older = False
         with ui.column().classes('w-full gap-1') as batch:
-            for message in older:
+            for number, message in enumerate(older, 1):
                 self.add(message)
+                if number % 10 == 0:
+                    await asyncio.sleep(0)  # a hundred bubbles take this tab ~80 ms: the other tabs' news goes between
         batch.move(self.older_messages, target_index=0)
-        self.older_button.set_visibility(len(older) >= self.room.settings.history_size)
+        self.older_button.set_visibility(len(older) >= self.room.settings.history_size and
+                                         self.older_pages < OLDER_PAGES)
 
-    async def on_scroll(self, event) -> None:
-        self.at_bottom = bool(event.args.get('bottom'))
+    async def on_scroll(self, event: GenericEventArguments) -> None:
+        where = event.args if isinstance(event.args, dict) else {}  # what SCROLL_JS sends, or nothing
+        self.at_bottom = bool(where.get('bottom'))
         if self.at_bottom:
             self.new_messages_chip.set_visibility(False)
-        if event.args.get('top') and self.older_button.visible:
+        if where.get('top') and self.older_button.visible:
             await self.load_older()
+
+    def may_resync(self) -> bool:
+        """A tab that missed pieces asks for a reply so far, each answer the whole reply: ten a minute, at most."""
+        allowed = not self.resync_rate.wait('resync')
+        if allowed:
+            self.resync_rate.record('resync')
+        return allowed
+
+    def stop_reply(self, message_id: int) -> None:
+        """The Stop button: the reply ends in every tab, saying who stopped it (a few presses a second at most)."""
+        if not self.tab_rate.wait('stop'):
+            self.tab_rate.record('stop')
+            self.room.stop(message_id, self.me)
 
     def jump_to_bottom(self) -> None:
         if not self.at_bottom:
@@ -171,7 +207,7 @@ def register_page(room: Room, broadcast: ReplyTextBroadcast, pacer: Pacer) -> No
             return
         identity = app.storage.tab.get('identity') or new_identity(room)
         app.storage.tab['identity'] = identity
-        person = room.join(identity['id'], identity['name'], client.id)
+        person = room.join(identity['id'], identity['name'], client.id, str(app.storage.browser.get('id', '')))
         client.on_delete(lambda: room.leave(person.id, client.id))
         ChatPage(room, person, pacer)
         broadcast.add_tab(client.id)  # growing replies reach this tab from now on

@@ -8,6 +8,7 @@ person. The list changes one row at a time, because every tab has one and people
 from __future__ import annotations
 
 import re
+import unicodedata
 from uuid import uuid4
 
 from faker import Faker
@@ -33,44 +34,65 @@ def new_identity(room: Room) -> dict[str, str]:
     return {'id': uuid4().hex, 'name': name}
 
 
-def valid_name(name: str) -> bool:
-    return 0 < len(name.strip()) <= 40
+INVISIBLE = {'Cc', 'Cf', 'Cs', 'Co', 'Cn', 'Zl', 'Zp'}  # control and format characters (zero-width, bidi), breaks
+
+
+def name_problem(name: str, room: Room, me: Person) -> str | None:
+    """Why `name` cannot be this person's name, or None."""
+    if not isinstance(name, str) or any(unicodedata.category(character) in INVISIBLE for character in name):
+        return 'No control or invisible characters, please'
+    name = name.strip()
+    if not 1 <= len(name) <= 40:
+        return '1 to 40 characters'
+    taken = name.casefold()
+    if any(taken in (bot.name.casefold(), f'@{bot.name}'.casefold(), bot.author.casefold())
+           for bot in room.bots.values()):
+        return "That is a bot's name"
+    if any(person.name.casefold() == taken for person in room.people.values() if person.id != me.id):
+        return 'Someone here has that name'
+    return None
 
 
 class MyName:
-    """The header's "Connected as": this tab's name and initials; a click asks for a new name."""
+    """The header's "Connected as": this tab's name and initials; a click asks for a new name (the dialog is built
+    once, with the page)."""
 
     def __init__(self, room: Room, me: Person) -> None:
         self.room = room
         self.me = me
-        with ui.button(on_click=self.rename).props('flat no-caps').classes('text-white').mark('me'):
+        with ui.button(on_click=self.ask).props('flat no-caps').classes('text-white').mark('me'):
             ui.label('Connected as').classes('text-grey-5 q-mr-xs')
             self.name = ui.label(me.name).classes('my-name font-medium q-mr-sm')
             with ui.avatar(color=avatar_color(me.id), text_color='white', size='sm'):
                 self.initials = ui.label(initials(me.name)).classes('text-sm')
             ui.tooltip('Click to change your name')
-
-    def rename(self) -> None:
-        with ui.dialog() as dialog, ui.card():
+        with ui.dialog() as self.dialog, ui.card():
             ui.label('Your name in the room')
-            name_input = ui.input(value=self.me.name, validation={'1 to 40 characters': valid_name}) \
-                .props('autofocus').mark('name-input')
-
-            def save() -> None:
-                name = (name_input.value or '').strip()
-                if not valid_name(name):
-                    return
-                app.storage.tab['identity'] = {'id': self.me.id, 'name': name}
-                self.room.rename(self.me, name)
-                self.name.set_text(name)
-                self.initials.set_text(initials(name))
-                dialog.close()
-
-            name_input.on('keydown.enter', save)
+            self.input = ui.input(validation=lambda name: name_problem(name, self.room, self.me)) \
+                .props('autofocus').mark('name-input').on('keydown.enter', self.save)
             with ui.row():
-                ui.button('Save', on_click=save).mark('save-name')
-                ui.button('Cancel', on_click=dialog.close).props('flat')
-        dialog.open()
+                ui.button('Save', on_click=self.save).mark('save-name')
+                ui.button('Cancel', on_click=self.dialog.close).props('flat')
+
+    def ask(self) -> None:
+        self.input.value = self.me.name
+        self.dialog.open()
+
+    def save(self) -> None:
+        name = self.input.value
+        if name_problem(name, self.room, self.me):
+            return  # the box says why
+        renames = self.room.limits.rename_rate
+        if wait := renames.wait(self.me.id):
+            self.input.error = f'Names change at most {renames.count} times a minute: try again in {wait:.0f} s'
+            return
+        renames.record(self.me.id)
+        name = name.strip()
+        app.storage.tab['identity'] = {'id': self.me.id, 'name': name}
+        self.room.rename(self.me, name)
+        self.name.set_text(name)
+        self.initials.set_text(initials(name))
+        self.dialog.close()
 
 
 class PeopleList:
@@ -129,7 +151,7 @@ class BotSuggestions:
         box.on_value_change(self.offer)
 
     def offer(self) -> None:
-        typed = self.TYPED_MENTION.search(self.box.value or '')
+        typed = self.TYPED_MENTION.search(self.box.value if isinstance(self.box.value, str) else '')
         start = typed.group(1).lower() if typed else None
         matching = [name for name in self.items if start is not None and name.lower().startswith(start)]
         for name, item in self.items.items():
@@ -140,5 +162,6 @@ class BotSuggestions:
             self.menu.close()
 
     def choose(self, name: str) -> None:
-        self.box.value = self.TYPED_MENTION.sub(f'@{name} ', self.box.value or '')
+        value = self.box.value if isinstance(self.box.value, str) else ''
+        self.box.value = self.TYPED_MENTION.sub(f'@{name} ', value)
         self.box.run_method('focus')

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
@@ -19,6 +19,9 @@ from playwright.sync_api import Error as PlaywrightError
 from ..fake_openai import FakeOpenAI, numbered_tokens
 from . import AppProcess, Tab, child_environment, wait_until
 from .conftest import TabsFactory
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.browser
 
@@ -283,13 +286,15 @@ def test_a_hostile_reply_runs_nothing(tabs: list[Tab]) -> None:
         assert javascript_links == [], tab.bubble(reply_id).inner_html()
 
 
-def test_a_reader_scrolled_up_stays_put_and_is_offered_the_new_messages(tabs: list[Tab]) -> None:
-    writer, reader, other_writer = tabs
+def test_a_reader_scrolled_up_stays_put_and_is_offered_the_new_messages(chat_app: AppProcess,
+                                                                        open_tabs: TabsFactory) -> None:
+    writer, reader = open_tabs(chat_app.url, 2)
+    [other_writer] = open_tabs(chat_app.url, 1)  # another browser: the limits count a browser's tabs together
     # The reader's tab is the one in front, as for a person reading it: Chromium renders only that tab, and
     # scroll events are dispatched by rendering.
     reader.page.bring_to_front()
     scroller = reader.page.locator('.message-scroller')
-    # Long messages from two people: the list overflows in a few sends, within the room's per-person rate limit.
+    # Long messages from two people: the list overflows in a few sends, within the rate limit for each browser.
     filler = 'A long message that wraps over several lines, so that the list soon overflows the page. ' * 4
     for n in range(10):
         (writer if n % 2 else other_writer).send(f'{n}: {filler}')
@@ -416,3 +421,35 @@ def test_two_bots_are_offered_as_you_type_an_at_and_stream_side_by_side(bots_app
     for reply_id in ids:
         assert wait_for_status([asker, watcher], reply_id, 'done') == [numbered_reply(150)] * 2
     assert sorted(m['author'] for m in watcher.messages() if m['id'] in ids) == ['critic', 'helper']
+
+
+@pytest.fixture(scope='module')
+def keyed_app(model_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
+    """The app with a room key, as it runs when the room is shared."""
+    env = child_environment(OPENAI_API_KEY='sk-test', OPENAI_BASE_URL=model_server.base_url)
+    with AppProcess(tmp_path_factory.mktemp('keyed-app'), ['--room-key', 'open-sesame-42', '--retries', '0'],
+                    env) as app:
+        yield app
+
+
+def test_the_invite_link_lets_a_browser_in_and_another_browser_sees_only_the_key_page(
+        keyed_app: AppProcess, browser: Browser) -> None:
+    invited = browser.new_context()
+    stranger = browser.new_context()  # another browser profile, without the link
+    try:
+        first = Tab(invited.new_page()).open(f'{keyed_app.url}?key=open-sesame-42')
+        assert first.page.url == keyed_app.url, 'the key should leave the address bar'
+        first.send('Only people with the link can read this.')
+        second = Tab(invited.new_page()).open(keyed_app.url)  # a new tab of the same browser: the cookie lets it in
+        wait_until(lambda: [m['text'] for m in second.messages()],
+                   lambda texts: 'Only people with the link can read this.' in texts, message='the new tab is not in')
+        outside = stranger.new_page()
+        outside.goto(keyed_app.url)
+        assert 'This room needs its key' in outside.content()
+        assert 'Only people with the link' not in outside.content() and outside.locator('.my-name').count() == 0
+        outside.fill('input[name=key]', 'open-sesame-42')  # the key typed into the small page
+        outside.press('input[name=key]', 'Enter')
+        Tab(outside).wait_for_room()
+    finally:
+        invited.close()
+        stranger.close()

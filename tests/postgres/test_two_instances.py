@@ -24,9 +24,9 @@ from ..browser import AppProcess, child_environment
 from ..fake_openai import FakeOpenAI, numbered_tokens
 
 
-def instance(workdir: Path, db_url: str, model_url: str) -> AppProcess:
+def instance(workdir: Path, db_url: str, model_url: str, *flags: str) -> AppProcess:
     """`python main.py` on a port of its own, on the shared database (a later --db wins over AppProcess's own)."""
-    return AppProcess(workdir, ['--db', db_url, '--provider', 'openai', '--retries', '0'],
+    return AppProcess(workdir, ['--db', db_url, '--provider', 'openai', '--retries', '0', *flags],
                       env=child_environment(OPENAI_API_KEY='sk-test', OPENAI_BASE_URL=model_url))
 
 
@@ -236,3 +236,25 @@ async def test_a_reply_whose_instance_dies_is_marked_interrupted_by_the_other(
         assert ended.body and ''.join(numbered_tokens(2000)).startswith(ended.body)  # its text up to the last flush
         await until(lambda: any('"data-status":"interrupted"' in frame for frame in tab_b.frames or []), 5,
                     'the other instance\'s tab was not told')
+
+
+async def test_two_instances_share_the_days_token_budget(postgres_url: str, model_server: FakeOpenAI,
+                                                        tmp_path: Path) -> None:
+    pair = [instance(tmp_path / name, postgres_url, model_server.base_url, '--daily-token-budget', '100')
+            for name in ('a', 'b')]
+    try:
+        for app in pair:
+            app.start()
+        async with tabs_on(*pair) as (tab_a, tab_b):
+            await tab_a.ask('@gpt spend the day [[tokens:150]]')  # the reply that crosses the line finishes
+            await until(lambda: any(m.kind == Kind.BOT and m.status == Status.DONE for m in stored(postgres_url)), 15,
+                        'the first reply did not finish')
+            requests = len(model_server.requests)
+            await tab_b.ask('@gpt and one from the other instance?')
+            await until(lambda: any("Today's budget for the bots, 100 tokens, is spent" in frame
+                                    for frame in tab_b.frames or []), 10, 'the other instance did not refuse')
+            assert len(model_server.requests) == requests, 'a request reached the provider past the budget'
+            assert len([m for m in stored(postgres_url) if m.kind == Kind.BOT]) == 1
+    finally:
+        for app in pair:
+            app.stop()
