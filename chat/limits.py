@@ -7,6 +7,7 @@ writer sees, with their text left in the box. A person is counted under their ta
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -68,7 +69,9 @@ class Limits:
         self.room_message_rate = RateLimit(settings.room_messages_per_minute, 60)  # the whole room, this instance
         self.rename_rate = RateLimit(5, 60)  # per person: a name is not a chat
         self.spent_today = 0  # tokens of today's replies, as last counted (the header shows it with a budget)
+        self.counted: set[int] = set()  # today's replies already in `spent_today` (an end may be told twice)
         self.day = start_of_day(utc_now())
+        self.admitting = asyncio.Lock()  # one message at a time from the database's count to the reservation
 
     async def admit(self, keys: tuple[str, ...], text: str, asked: list[Bot]) -> None:
         """Raise MessageRefused, saying why, if this message may not be taken now; else count it. `keys`: the
@@ -76,9 +79,16 @@ class Limits:
         if len(text) > self.settings.max_message_chars:
             raise MessageRefused(f'That message is {len(text):,} characters long; the limit is '
                                  f'{self.settings.max_message_chars:,}. Nothing was sent.')
-        if asked:
-            await self.check_the_room_may_ask(len(asked))  # the database's count: every instance's questions
+        if asked:  # the database's count: every instance's questions. Held until this one is counted or reserved
+            async with self.admitting:  # (the room reserves its replies as soon as this returns, without an await)
+                await self.check_the_room_may_ask(len(asked))
+                self.check_the_writer_may_send(keys, asked)
+                self.count(keys, asked)
+            return
         self.check_the_writer_may_send(keys, asked)
+        self.count(keys, asked)
+
+    def count(self, keys: tuple[str, ...], asked: list[Bot]) -> None:
         for key in keys:  # no await from the checks to here: nothing else can be counted in between
             self.message_rate.record(key)
             for _ in asked:
@@ -101,7 +111,8 @@ class Limits:
 
     async def check_the_room_may_ask(self, questions: int) -> None:
         now = utc_now()
-        asked_lately = await self.store.replies_since(now - timedelta(minutes=1))
+        # The replies stored in the last minute, and the questions being stored now, on their way to be.
+        asked_lately = await self.store.replies_since(now - timedelta(minutes=1)) + len(self.replies.reserved)
         if asked_lately + questions > self.settings.room_gpt_per_minute:
             raise MessageRefused(f'The bots take at most {self.settings.room_gpt_per_minute} questions a minute from '
                                  'the whole room. Try again in a moment; your message is still in the box.')
@@ -117,8 +128,9 @@ class Limits:
 
     def count_spending(self, message: Message) -> None:
         """A reply ended (here or on another instance): its tokens count against today's budget."""
-        if message.status.in_progress or message.prompt_tokens is None:
+        if message.status.in_progress or message.prompt_tokens is None or message.id in self.counted:
             return
         if start_of_day(utc_now()) != self.day:
-            self.day, self.spent_today = start_of_day(utc_now()), 0
+            self.day, self.spent_today, self.counted = start_of_day(utc_now()), 0, set()
+        self.counted.add(message.id)  # type: ignore[arg-type]
         self.spent_today += (message.prompt_tokens or 0) + (message.completion_tokens or 0)

@@ -16,6 +16,7 @@ sanitizer (nh3): only the tags and attributes Markdown makes survive. The browse
 from __future__ import annotations
 
 import html
+import logging
 import re
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -31,6 +32,8 @@ from pygments.token import STANDARD_TYPES, Text, Whitespace, _TokenType
 from pygments.util import ClassNotFound
 
 from .blocks import FENCE, BlockSplitter, closes
+
+log = logging.getLogger(__name__)
 
 
 def split_blocks(text: str) -> list[tuple[str, str]]:
@@ -73,14 +76,16 @@ class LiveMarkdown:
 @lru_cache(maxsize=4096)
 def render_block(kind: str, block: str) -> str:
     block = block.replace('\r\n', '\n').replace('\r', '\n')
-    if kind == 'fence':
-        return render_code(block)
     try:
+        if kind == 'fence':
+            return render_code(block)
         rendered = markdown2.markdown(block, safe_mode='escape', extras=EXTRAS)
-    except RecursionError:  # thousands of nested quotes or lists: show the text as it is rather than fail
+        return sanitized(LINK.sub(show_link_host, IMAGE.sub(image_as_link, rendered)))
+    except RecursionError:  # thousands of nested quotes or lists: the text as it is, rather than fail
         return f'<p class="message-plain">{html.escape(block)}</p>'
-    rendered = LINK.sub(show_link_host, IMAGE.sub(image_as_link, rendered))
-    return sanitized(rendered)
+    except Exception:  # a renderer's own bug must not stop a reply from ending: the text as it is
+        log.warning('could not render a block of %d characters as Markdown; shown as text', len(block), exc_info=True)
+        return f'<p class="message-plain">{html.escape(block)}</p>'
 
 
 def render_code(block: str) -> str:
@@ -124,17 +129,19 @@ def plain_token_classes() -> set[str]:
 PLAIN_TOKEN = re.compile(rf'<span class="(?:{"|".join(sorted(plain_token_classes()))})">([^<]*)</span>')
 IMAGE = re.compile(r'<img src="([^"]*)" alt="([^"]*)"(?: title="[^"]*")? ?/?>')
 LINK = re.compile(r'<a href="([^"]*)"([^>]*)>(.*?)</a>', re.DOTALL)
-# What Markdown makes, and nothing else: the tags, the classes Pygments colours code with, table alignment, links.
+# What Markdown makes, and nothing else: the tags, table alignment, links, and our own classes and Pygments' (a
+# message cannot borrow the page's classes to dress up as something else).
 ALLOWED_TAGS = {'p', 'br', 'hr', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'strong', 'em', 'code', 'pre', 'blockquote', 'ul',
                 'ol', 'li', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'a', 's', 'div', 'span'}
-ALLOWED_ATTRIBUTES = {'a': {'href', 'title'}, 'div': {'class'}, 'span': {'class'}, 'code': {'class'}, 'p': {'class'},
-                      'ol': {'start'}, 'th': {'style'}, 'td': {'style'}}
+ALLOWED_ATTRIBUTES = {'a': {'href', 'title'}, 'ol': {'start'}, 'th': {'style'}, 'td': {'style'}}
+ALLOWED_CLASSES = {'div': {'codehilite', 'code-block'}, 'p': {'message-plain'},
+                   'span': {*filter(None, STANDARD_TYPES.values()), 'code-language', 'link-host'}}
 
 
 def sanitized(rendered: str) -> str:
-    return nh3.clean(rendered, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, filter_style_properties={'text-align'},
-                     url_schemes={'http', 'https', 'mailto'}, link_rel='nofollow noopener noreferrer',
-                     set_tag_attribute_values={'a': {'target': '_blank'}})
+    return nh3.clean(rendered, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, allowed_classes=ALLOWED_CLASSES,
+                     filter_style_properties={'text-align'}, url_schemes={'http', 'https', 'mailto'},
+                     link_rel='nofollow noopener noreferrer', set_tag_attribute_values={'a': {'target': '_blank'}})
 
 
 def image_as_link(match: re.Match[str]) -> str:

@@ -34,7 +34,8 @@ class Request:
     max_tokens: int
     usage: Usage | None = None  # set by the provider when it knows
     # A provider that answers one question at a time says `True` while others are served first, `False` when this
-    # one's turn comes (the reply shows the wait, and starts its first-token clock then).
+    # one's turn comes: the reply shows the wait, and its watchdog starts counting then (the first-token time it
+    # reports still includes the wait: the reader waited too).
     waiting_in_line: Callable[[bool], None] = lambda waiting: None
 
 

@@ -193,7 +193,10 @@ class ReplyStream:
         self.finishing = True
         if self._save_timer is not None:
             self._save_timer.cancel()
-        self.replies.publish_new_text()  # the tabs get the last text and blocks before they hear of the end
+        try:
+            self.replies.publish_new_text()  # the tabs get the last text and blocks before they hear of the end
+        except Exception:  # whatever happens, the reply ends (a tab that missed the last blocks asks for them)
+            log.exception('could not send the end of reply %s to the tabs', self.id)
         usage = request.usage if request else None
         estimated = usage is None and request is not None and bool(self.text)
         if estimated:  # a server that sends no usage (llama.cpp's, some Ollama versions): the budget still counts it

@@ -7,7 +7,6 @@ import asyncio
 
 from bench import abuse
 from chat.ui.page import OLDER_PAGES
-from chat.ui.stream import RESYNCS
 
 COUNT = 300
 
@@ -18,9 +17,8 @@ def test_renames_resyncs_older_pages_and_junk_from_a_raw_socket_are_bounded() ->
     assert (quiet.errors, abused.errors) == (0, 0), abused.error_messages  # no traceback, no error for junk
     got = abused.got
     assert got['names shown'] <= 1 + 5, got  # its first name, and five renames a minute
-    assert got['replies re-sent'] <= 10, got  # ten a minute for a tab (and RESYNCS for one reply)
+    assert got['replies re-sent'] <= 10, got  # ten a minute for a tab
     assert 100 < got['messages it was sent'] <= 100 * (1 + OLDER_PAGES) + 2, got  # older pages: a few, then none
-    assert RESYNCS >= 10
     assert abused.rss_growth_kib < 64 * 1024, f'the app grew by {abused.rss_growth_kib} KiB'
     # The other tabs' tokens: on this shared machine, within twice the quiet room's p99 and 100 ms of slack.
     assert abused.latency.latency_ms['p99'] <= 2 * quiet.latency.latency_ms['p99'] + 100, (

@@ -13,9 +13,11 @@ import pytest
 from nicegui.testing import User
 
 from bench.socket_tab import SocketTab
+from chat.config import Settings
 from chat.models import Kind, Message
 from chat.room import Room
 from chat.store import Store
+from chat.ui.access import room_key, same_site
 
 from .browser import AppProcess, wait_until
 from .conftest import eventually, open_room, status_shown
@@ -93,7 +95,20 @@ def test_a_request_for_another_host_name_is_refused(chat_process: AppProcess) ->
 def test_a_socket_opened_from_another_site_is_refused(chat_process: AppProcess) -> None:
     polling = chat_process.url.rstrip('/') + '/_nicegui_ws/socket.io/?EIO=4&transport=polling'
     assert httpx.get(polling, headers={'Origin': 'http://attacker.example'}).status_code == 403
+    assert httpx.get(polling, headers={'Origin': 'null'}).status_code == 403  # a sandboxed frame on any page
+    another_port = f'http://127.0.0.1:{chat_process.port + 1}'  # another app on this machine is another site
+    assert httpx.get(polling, headers={'Origin': another_port}).status_code == 403
     assert httpx.get(polling, headers={'Origin': chat_process.url.rstrip('/')}).status_code != 403
+
+
+def test_behind_a_proxy_on_this_machine_the_room_still_needs_a_key() -> None:
+    assert room_key(Settings(host='127.0.0.1')) is None
+    assert room_key(Settings(host='127.0.0.1', allowed_hosts=['chat.example.com'])) is not None
+    assert room_key(Settings(host='127.0.0.1', allowed_hosts=['chat.example.com'], no_room_key=True)) is None
+    # The proxy passes the Host header on without the port: the page's name must still be the room's.
+    assert same_site('https://chat.example.com', 'chat.example.com', {'chat.example.com'})
+    assert not same_site('https://chat.example.com', 'other.example.com', {'chat.example.com', 'other.example.com'})
+    assert not same_site('http://localhost:8080', 'localhost:not-a-port', {'localhost'})
 
 
 @pytest.fixture

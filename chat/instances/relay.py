@@ -97,14 +97,16 @@ class PostgresRelay:
         """One beat's new text of every reply, in as few notices as fit NOTIFY's size: [[id, offset, text], ...].
         Only the text: each instance renders the finished blocks for its own tabs."""
         notice: list[tuple[int, int, str]] = []
+        notice_bytes = 0  # at most: 6 bytes a character as JSON escapes it, 40 for the brackets, id and offset
         for message_id, grown in growth.items():
             offset, text = grown.offset, grown.text
             for start in range(0, len(text), PIECE_CHARS):
                 chunk = text[start:start + PIECE_CHARS]
-                if notice and sum(6 * len(piece[2]) + 40 for piece in [*notice, (0, 0, chunk)]) > NOTICE_BYTES:
-                    self.announce({'event': 'grew', 'pieces': notice})  # 40: the brackets, id and offset, at most
-                    notice = []
+                if notice and notice_bytes + 6 * len(chunk) + 40 > NOTICE_BYTES:
+                    self.announce({'event': 'grew', 'pieces': notice})
+                    notice, notice_bytes = [], 0
                 notice.append((message_id, offset + start, chunk))
+                notice_bytes += 6 * len(chunk) + 40
         if notice:
             self.announce({'event': 'grew', 'pieces': notice})
 

@@ -43,10 +43,12 @@ def is_loopback(host: str) -> bool:
 
 
 def room_key(settings: Settings) -> str | None:
-    """The key that opens the room: --room-key; off loopback without one, a random one (unless --no-room-key)."""
+    """The key that opens the room: --room-key; without one, served to a network (off loopback, or behind a proxy
+    named in --allowed-hosts), a random one (unless --no-room-key). Several instances behind one address need the
+    same --room-key: each would make its own."""
     if settings.room_key:
         return settings.room_key
-    if settings.no_room_key or is_loopback(settings.host):
+    if settings.no_room_key or (is_loopback(settings.host) and not settings.allowed_hosts):
         if settings.no_room_key and not is_loopback(settings.host):
             log.warning('--no-room-key: anyone who reaches %s:%d can read the room and use its bots.', settings.host,
                         settings.port)
@@ -95,8 +97,7 @@ class RoomDoor:
         if scope['type'] not in ('http', 'websocket'):
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
-        origin = headers.get('origin')
-        if origin and origin != 'null' and (urlsplit(origin).hostname or '').lower() not in self.hosts:
+        if not same_site(headers.get('origin'), headers.get('host', ''), self.hosts):
             return await PlainTextResponse('This room takes no requests from other sites.', 403)(scope, receive, send)
         if not self.key or hmac.compare_digest(cookie(headers, COOKIE).encode(), self.token.encode()):
             return await self.app(scope, receive, send)
@@ -114,6 +115,20 @@ class RoomDoor:
         page = HTMLResponse(KEY_PAGE.format(wrong=wrong), status_code=401 if given else 200,
                             headers={'Content-Security-Policy': KEY_PAGE_POLICY, 'Cache-Control': 'no-store'})
         await page(scope, receive, send)
+
+
+def same_site(origin: str | None, host: str, hosts: set[str]) -> bool:
+    """A request without an Origin (a link, a form) is fine; with one, it must come from a page of this room: one of
+    its names, on the port the request came to (a page on another port of localhost is another site), and never
+    `null` (a sandboxed frame elsewhere)."""
+    if origin is None:
+        return True
+    try:  # (`null` has no host name: refused)
+        page, served = urlsplit(origin.lower()), urlsplit('//' + host.lower())
+        # Behind a proxy, the Host header may leave out the port the page was served on: then the names must match.
+        return page.hostname in hosts and page.hostname == served.hostname and served.port in (None, page.port)
+    except ValueError:  # a port that is not a number
+        return False
 
 
 def cookie(headers: Headers, name: str) -> str:

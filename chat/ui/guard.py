@@ -26,8 +26,8 @@ SHAPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     'event': {'client_id': str, 'id': int, 'listener_id': str, 'args': list},
     'javascript_response': {'client_id': str, 'request_id': str},
     'ack': {'client_id': str, 'next_message_id': int},
-    'log': {'client_id': str, 'level': str, 'message': str},
 }
+LOG_SHAPE: dict[str, type | tuple[type, ...]] = {'client_id': str, 'level': str, 'message': str}  # see browser_log
 LOG_LEVELS = {'debug': 'debug', 'info': 'info', 'warning': 'warning', 'error': 'warning'}  # a tab's, not the server's
 BROWSER_LOGS = RateLimit(5, 60)  # per tab: enough to see a real error, not enough to fill the server's log
 
@@ -39,7 +39,7 @@ def guard_socket_messages() -> None:
         original = handlers.get(name)
         if original is not None and not getattr(original, 'guarded', False):
             core.sio.on(name, handler=checked(name, shape, original))
-    core.sio.on('log', handler=browser_log)
+    core.sio.on('log', handler=browser_log)  # in place of NiceGUI's, which logs all a tab sends
     if (connect := handlers.get('connect')) is not None and not getattr(connect, 'guarded', False):
         core.sio.on('connect', handler=refusing_quietly(connect))
 
@@ -63,7 +63,7 @@ def well_formed(message: Any, shape: dict[str, type | tuple[type, ...]]) -> bool
     if not isinstance(message, dict) or any(not isinstance(message.get(key), kind) for key, kind in shape.items()):
         return False
     args = message.get('args', [])
-    return all(arg is None or (isinstance(arg, str) and parses(arg)) for arg in args)
+    return isinstance(args, list) and all(arg is None or (isinstance(arg, str) and parses(arg)) for arg in args)
 
 
 def parses(text: str) -> bool:
@@ -89,7 +89,7 @@ def checked(name: str, shape: dict[str, type | tuple[type, ...]], handler: Calla
 def browser_log(sid: str, message: Any = None) -> None:
     """A tab's console message, in the server's log: known levels only (an error in a tab is a warning here), a few
     a minute per tab, cut short."""
-    if not well_formed(message, SHAPES['log']) or message['level'] not in LOG_LEVELS:
+    if not well_formed(message, LOG_SHAPE) or message['level'] not in LOG_LEVELS:
         return
     if Client.instances.get(message['client_id']) is None or BROWSER_LOGS.wait(message['client_id']):
         return

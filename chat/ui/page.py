@@ -148,21 +148,24 @@ class ChatPage:
     async def load_older(self) -> None:
         """The reader scrolled to the top: fetch the page of messages before the oldest one shown (a page a second
         at most, and at most OLDER_PAGES of them: a tab that asks for more is not a reader)."""
-        if self.loading_older or not self.bubbles or self.older_pages >= OLDER_PAGES or self.tab_rate.wait('older'):
+        if self.loading_older or not self.bubbles or self.older_pages >= OLDER_PAGES:
             return
-        self.tab_rate.record('older')
-        self.older_pages += 1
-        self.loading_older = True
+        self.loading_older = True  # until the page is in place: scrolling meanwhile asks for the same page
         try:
+            await asyncio.sleep(self.tab_rate.wait('older'))  # sooner than a second after the last: in its turn
+            self.tab_rate.record('older')
+            self.older_pages += 1
             older = await self.room.store.recent(self.room.settings.history_size, before_id=min(self.bubbles))
+            if self.client.is_deleted:  # the tab closed meanwhile
+                return
+            with ui.column().classes('w-full gap-1') as batch:
+                for number, message in enumerate(older, 1):
+                    self.add(message)
+                    if number % 10 == 0:
+                        await asyncio.sleep(0)  # a hundred bubbles take ~80 ms: the other tabs' news goes between
+            batch.move(self.older_messages, target_index=0)
         finally:
             self.loading_older = False
-        with ui.column().classes('w-full gap-1') as batch:
-            for number, message in enumerate(older, 1):
-                self.add(message)
-                if number % 10 == 0:
-                    await asyncio.sleep(0)  # a hundred bubbles take this tab ~80 ms: the other tabs' news goes between
-        batch.move(self.older_messages, target_index=0)
         self.older_button.set_visibility(len(older) >= self.room.settings.history_size and
                                          self.older_pages < OLDER_PAGES)
 

@@ -13,7 +13,7 @@ import DOMPurify from "dompurify";
 
 const streams = new Map(); // message id -> the mounted component showing that reply while it streams
 const early = new Map(); // message id -> pieces that arrived before their component was mounted
-const FENCE = /^ {0,3}(`{3,}|~{3,})/; // the block being written is a code block: show it in a code box already
+const FENCE = /^ {0,3}(`{3,}(?=[^`\n]*(\n|$))|~{3,})/; // as chat/blocks.py: the block being written is code
 let listening = false;
 
 function receive(pieces) {
@@ -115,11 +115,20 @@ export default {
       }
     },
     resync(piece) {
-      // Ask for the whole reply so far rather than show a hole (again, if no answer comes).
+      // Ask for the whole reply so far rather than show a hole; again, ever more slowly, until the answer comes
+      // (the server answers a few a minute per tab, and the connection may be down).
       this.waiting = true;
       this.held = piece ? [piece] : [];
+      this.askAgain(3000);
       this.$emit("resync");
-      this.retry = setTimeout(() => this.waiting && this.$emit("resync"), 3000);
+    },
+    askAgain(delay) {
+      clearTimeout(this.retry);
+      this.retry = setTimeout(() => {
+        if (!this.waiting) return;
+        this.$emit("resync");
+        this.askAgain(Math.min(2 * delay, 30000));
+      }, delay);
     },
     reset(state) {
       // The server's answer to "resync": the reply so far.

@@ -15,7 +15,6 @@ a reconnection, so a tab that missed the end asks too.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,6 @@ from ..models import Message
 from ..reply import Growth
 from ..room import Room
 
-RESYNCS = 20  # answers to one tab's requests for one reply so far: a reader needs one or two
 EVENT_NAME = 'grew'  # the socket message reply_text.js listens for; short, as it goes out 20 times a second
 
 
@@ -50,18 +48,13 @@ class ReplyText(Element, component='reply_text.js'):
         self.state = state  # the reply so far, from its owner (or, once it ended, its final text)
         self.may_resync = may_resync  # the tab's own allowance, over all its replies
         self._props.update({**state(), 'live': live, 'message-id': message_id})
-        self.resyncs: list[float] = []  # when this tab asked for the reply so far
         self.on('resync', self.resync)
 
     def resync(self) -> None:
-        """A tab that noticed a gap asks for the reply so far (rare: after a dropped connection; the tab asks again
-        after 3 s if no answer comes). At most one answer a second, RESYNCS in all, and what the tab's allowance lets
-        through: each answer is the whole reply."""
-        now = time.monotonic()
-        if len(self.resyncs) >= RESYNCS or (self.resyncs and now - self.resyncs[-1] < 1.0) or not self.may_resync():
-            return
-        self.resyncs.append(now)
-        self.run_method('reset', self.state())
+        """A tab that noticed a gap asks for the reply so far (rare: after a dropped connection; it asks again, ever
+        more slowly, until an answer comes). Each answer is the whole reply, so the tab's allowance bounds them."""
+        if self.may_resync():
+            self.run_method('reset', self.state())
 
     def finish(self) -> None:
         """The reply ended: each tab checks that it has every block (it asks again if not). The final state goes into
