@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sqlite3
 import statistics
 import sys
@@ -141,7 +140,6 @@ async def run(providers: list[str], replies: int, chatter: int) -> list[str]:
     return rows
 
 
-BLOCK = re.compile(r'<!-- providers -->.*?<!-- /providers -->', re.DOTALL)
 METHOD = (
     'Each provider answers in the app as a person uses it (`bench.serve` in its own process, one socket tab asking '
     '`@gpt` {replies} times in turn), first in an empty room, then after {chatter} messages of chatter, which the '
@@ -153,18 +151,9 @@ METHOD = (
 
 
 def write(rows: list[str], command: str, replies: int, chatter: int, path: Path) -> None:
-    """Replace the providers block of docs/benchmarks.md (inside the findings, which `bench.run` keeps)."""
-    block = '\n\n'.join([
-        '<!-- providers -->',
-        f'**The three providers** (`{command}`, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {report.machine()}). '
-        + METHOD.format(replies=replies, chatter=chatter),
-        '\n'.join([HEADER, *rows]),
-        '<!-- /providers -->'])
-    text = path.read_text()
-    if not BLOCK.search(text):
-        raise SystemExit(f'{path} has no <!-- providers --> block to replace')
-    path.write_text(BLOCK.sub(lambda _: block, text))
-    print(f'wrote the table into {path}')
+    heading = (f'**The three providers** (`{command}`, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, '
+               f'{report.machine()}). ' + METHOD.format(replies=replies, chatter=chatter))
+    report.write_findings_block(path, 'providers', heading, '\n'.join([HEADER, *rows]))
 
 
 def main(argv: list[str] | None = None) -> None:

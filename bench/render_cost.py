@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import statistics
 import sys
 import tempfile
@@ -104,22 +103,11 @@ async def run(kinds: list[str], rate: float) -> list[str]:
     return rows
 
 
-BLOCK = re.compile(r'<!-- render cost -->.*?<!-- /render cost -->', re.DOTALL)
-
-
 def write(rows: list[str], command: str, rate: float, path: Path) -> None:
-    block = '\n\n'.join([
-        '<!-- render cost -->',
-        f'**Formatted as it streams, in a real tab** (`{command.strip()}`, R={rate:g} tokens/s, '
-        f'{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {report.machine()}). '
-        + ' '.join(__doc__.split('\n\n')[1:3]).replace('\n', ' '),
-        '\n'.join([HEADER, *rows]),
-        '<!-- /render cost -->'])
-    text = path.read_text()
-    if not BLOCK.search(text):
-        raise SystemExit(f'{path} has no <!-- render cost --> block to replace')
-    path.write_text(BLOCK.sub(lambda _: block, text))
-    print(f'wrote the table into {path}')
+    heading = (f'**Formatted as it streams, in a real tab** (`{command.strip()}`, R={rate:g} tokens/s, '
+               f'{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {report.machine()}). '
+               + ' '.join(__doc__.split('\n\n')[1:3]).replace('\n', ' '))
+    report.write_findings_block(path, 'render cost', heading, '\n'.join([HEADER, *rows]))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,18 @@ def machine() -> str:
             f'Python {platform.python_version()}, load average at the end {load}')
 
 
+def write_findings_block(path: Path, name: str, heading: str, table: str) -> None:
+    """Replace the `<!-- name -->` block inside the findings of docs/benchmarks.md (which `bench.run` keeps) with a
+    heading paragraph and a table: the figures of a measurement that is not part of `bench.run`."""
+    block = '\n\n'.join([f'<!-- {name} -->', heading, table, f'<!-- /{name} -->'])
+    pattern = re.compile(rf'<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->', re.DOTALL)
+    text = path.read_text()
+    if not pattern.search(text):
+        raise SystemExit(f'{path} has no <!-- {name} --> block to replace')
+    path.write_text(pattern.sub(lambda _: block, text))
+    print(f'wrote the table into {path}')
+
+
 def ms(value: float) -> str:
     return '∞' if math.isinf(value) else f'{value:,.0f}' if value >= 10 else f'{value:.1f}'
 

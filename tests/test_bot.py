@@ -81,7 +81,7 @@ async def test_a_reply_streams_into_two_tabs_and_ends_the_same_everywhere(
 async def test_a_tab_opened_mid_reply_gets_the_text_so_far_then_the_rest(
         create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI,
         sent_reply_text: SentReplyText) -> None:
-    fake_openai.script = Script(tokens=numbered_tokens(80), delay=0.02)
+    fake_openai.script = Script(tokens=numbered_tokens(300), delay=0.02)  # 6 s: time for the late tab to open
     asker = create_user()
     await open_room(asker)
     await ask(asker, '@gpt go slowly')
@@ -93,10 +93,10 @@ async def test_a_tab_opened_mid_reply_gets_the_text_so_far_then_the_rest(
     await open_room(latecomer)
     first_seen = sent_reply_text.shown(latecomer, reply_id)
     assert first_seen and replies(room)[0].status == Status.STREAMING
-    assert ''.join(numbered_tokens(80)).strip().startswith(first_seen)
+    assert ''.join(numbered_tokens(300)).strip().startswith(first_seen)
 
     await finished_reply(room)
-    await eventually(lambda: sent_reply_text.shown(latecomer, reply_id) == ''.join(numbered_tokens(80)).strip())
+    await eventually(lambda: sent_reply_text.shown(latecomer, reply_id) == ''.join(numbered_tokens(300)).strip())
 
 
 async def test_a_long_reply_is_coalesced_for_tabs_and_database(user: User, room: Room, fake_openai: FakeOpenAI) -> None:
@@ -169,7 +169,8 @@ async def test_a_refused_connection_fails_fast_with_a_clear_message(user: User, 
     await ask(user, '@gpt anyone there?')
     reply = await finished_reply(room)
     assert reply.status == Status.ERROR and reply.error is not None and 'Could not reach' in reply.error
-    assert reply.duration_ms is not None and reply.duration_ms < 2000
+    # Refused at once: well under the 5 s connect timeout, which is what a reply that waited would have taken.
+    assert reply.duration_ms is not None and reply.duration_ms < 4000
 
 
 async def test_one_pending_reply_per_person(

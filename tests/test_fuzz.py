@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -126,21 +127,30 @@ class TagCollector(HTMLParser):
         self.tags.append((tag, attrs))
 
 
+def what_could_run(html: str) -> list[tuple[str, str]]:
+    """The elements and attributes in this HTML that could run something or fetch from elsewhere."""
+    parser = TagCollector()
+    parser.feed(html)
+    found = []
+    for tag, attributes in parser.tags:
+        if tag in {'script', 'img', 'iframe', 'object', 'embed', 'svg', 'style', 'link', 'meta', 'form'}:
+            found.append((tag, ''))
+        for name, value in attributes:
+            if name.startswith('on') or (name in {'href', 'src'} and re.match(
+                    r'\s*(javascript|data|vbscript):', value or '', re.IGNORECASE)):
+                found.append((tag, f'{name}={value}'))
+    return found
+
+
 @settings(max_examples=300, deadline=None)
 @given(text=message_text)
 @example(text='`|\n-|\r<SCRIPT>`')  # found by this test: markdown2 let the tag through
 def test_rendering_is_inert_and_fast(text: str) -> None:
     started = time.perf_counter()
     rendered = render_markdown(text)
-    assert time.perf_counter() - started < 1.0
-    parser = TagCollector()
-    parser.feed(rendered)
-    for tag, attributes in parser.tags:
-        assert tag not in {'script', 'img', 'iframe', 'object', 'embed', 'svg', 'style', 'link', 'meta', 'form'}
-        for name, value in attributes:
-            assert not name.startswith('on'), (tag, name)
-            if name in {'href', 'src'}:
-                assert not re.match(r'\s*(javascript|data|vbscript):', value or '', re.IGNORECASE), (tag, value)
+    # A few ms here; the bound is for a renderer gone quadratic or worse (seconds), with room for a busy machine.
+    assert time.perf_counter() - started < 3.0
+    assert what_could_run(rendered) == []
 
 
 @pytest.mark.parametrize('nested', [
@@ -150,8 +160,12 @@ def test_rendering_is_inert_and_fast(text: str) -> None:
 def test_deeply_nested_markdown_renders_in_bounded_time(nested: str) -> None:
     started = time.perf_counter()
     render_markdown(nested[:4000] + str(time.perf_counter_ns()))  # a fresh string: the cache must not help
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 5.0  # tens of ms here; exponential backtracking would take minutes
 
 
-def test_store_path_is_a_real_file(room: Room) -> None:
-    assert Path(room.store.engine.url.database or '').exists()
+def test_what_the_fuzzing_stored_is_in_the_file_on_disk(loop: asyncio.AbstractEventLoop, room: Room) -> None:
+    """Read back with sqlite3 itself, not through the app: every message the examples stored is in the file."""
+    in_memory = loop.run_until_complete(room.store.recent(10**6))
+    with contextlib.closing(sqlite3.connect(room.store.engine.url.database or '')) as connection:
+        on_disk = connection.execute('SELECT id, body FROM message ORDER BY id').fetchall()
+    assert len(on_disk) > 100 and on_disk == [(message.id, message.body) for message in in_memory]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from html.parser import HTMLParser
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.markdown import LiveMarkdown, render_markdown, split_blocks
+from chat.markdown import LiveMarkdown, render_markdown, sanitized, split_blocks
+
+from .test_fuzz import what_could_run
 
 RICH = ('# A title\n\nSome **bold**, *italic*, `code` and [a link](https://example.com/page).\n\n'
         '```python\ndef f(x):\n\n    return x * 2\n```\n'
@@ -114,27 +113,11 @@ def test_images_become_links_and_scripts_stay_text() -> None:
     assert '<script' not in html and '&lt;script&gt;' in html
 
 
-class Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[tuple[str, list[tuple[str, str | None]]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.found.append((tag, attrs))
-
-
-def inert(html: str) -> bool:
-    parser = Tags()
-    parser.feed(html)
-    for tag, attributes in parser.found:
-        if tag in {'script', 'img', 'iframe', 'object', 'embed', 'svg', 'style', 'link', 'meta', 'form'}:
-            return False
-        for name, value in attributes:
-            if name.startswith('on'):
-                return False
-            if name in {'href', 'src'} and re.match(r'\s*(javascript|data|vbscript):', value or '', re.IGNORECASE):
-                return False
-    return True
+def test_only_our_classes_survive_the_sanitizer() -> None:
+    # Markdown escapes raw HTML, so this guards against the renderers: a class the page styles (a Quasar button,
+    # a fixed overlay) would let a message dress up as part of the page.
+    dressed = sanitized('<div class="codehilite fixed-full"><span class="k q-btn">def</span></div>')
+    assert dressed == '<div class="codehilite"><span class="k">def</span></div>'
 
 
 pieces_of_markdown = st.lists(st.sampled_from([
@@ -149,7 +132,7 @@ def test_any_reply_cut_into_any_pieces_streams_inert_html_equal_to_the_finished_
                                                                                    cuts: list[int]) -> None:
     html, _ = streamed(text, [cut for cut in cuts if cut <= len(text)])
     assert html == render_markdown(text)
-    assert inert(html)
+    assert what_could_run(html) == []
 
 
 @pytest.mark.parametrize('text', ['- a\n' * 200, '> ' * 300 + 'deep', '```\n' + 'x\n' * 3000 + '```'])

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from chat.copy_room import copy_room
 from chat.database import create_database_engine, upgrade
 from chat.models import Kind, Message, Status
 from chat.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TABLE_BEFORE_MIGRATIONS = """
 CREATE TABLE message (
@@ -89,6 +93,31 @@ def test_copy_room_copies_every_message_with_its_id_and_refuses_a_room_that_has_
     assert [message.model_dump() for message in copies] == [message.model_dump() for message in originals]
     with pytest.raises(SystemExit, match='already holds messages'):
         copy_room(source, target)
+
+
+def test_copy_room_from_the_command_line_copies_batch_after_batch(tmp_path: Path) -> None:
+    source, target = tmp_path / 'from.db', tmp_path / 'to.db'
+    engine = create_database_engine(sqlite_url(source))
+    upgrade(engine)
+    with Session(engine) as session:
+        session.add_all([Message(author='Ann', author_id='ann', body=f'message {n}') for n in range(2_500)])
+        session.commit()
+        session.execute(text('DELETE FROM message WHERE id BETWEEN 995 AND 1005'))  # a gap across a batch's end
+        session.commit()
+    engine.dispose()
+
+    def copy() -> subprocess.CompletedProcess[str]:
+        environment = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path)}
+        return subprocess.run([sys.executable, '-m', 'chat.copy_room', str(source), str(target)], cwd=ROOT,
+                              env=environment, capture_output=True, text=True, timeout=60)
+    done = copy()
+    assert done.returncode == 0 and 'copied 2,489 message(s)' in done.stderr, done.stderr
+    rows = {path: sqlite3.connect(path).execute('SELECT id, body FROM message ORDER BY id').fetchall()
+            for path in (source, target)}
+    assert rows[target] == rows[source] and len(rows[target]) == 2_489
+    again = copy()
+    assert again.returncode != 0 and 'already holds messages: nothing was copied' in again.stderr, again.stderr
+    assert sqlite3.connect(target).execute('SELECT count(*) FROM message').fetchone() == (2_489,)
 
 
 async def recent(url: str) -> list[Message]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from nicegui.testing import User
 
+from bench import providers
 from chat.local_model.llama import LlamaModel
 from chat.local_model.provider import LocalModelProvider
 from chat.models import Status
@@ -155,11 +156,14 @@ def test_what_the_model_read_for_the_last_question_is_reused_without_changing_th
         return ''.join(piece for piece in model.generate(messages, 40, lambda: False) if isinstance(piece, str))
     follow_up = [*first, {'role': 'assistant', 'content': answer(first)},
                  {'role': 'user', 'content': 'Ian: @gpt and another one?'}]
-    read_before = model.llama.n_tokens
+    read: list[int] = []  # the tokens the model reads (prompt and its own), batch by batch
+    evaluate = model.llama.eval
+    model.llama.eval = lambda tokens: (read.append(len(tokens)), evaluate(tokens))[1]
     with_cache = answer(follow_up)  # starts from what the first question left in the cache
-    assert read_before > 0
+    read_with_cache, read[:] = sum(read), []
     model.llama.reset()
     assert answer(follow_up) == with_cache  # read from scratch: the same
+    assert read_with_cache < sum(read) / 2, (read_with_cache, sum(read))  # but the cache spared most of the reading
 
 
 def test_a_person_cannot_write_the_templates_markers_into_the_prompt() -> None:
@@ -173,3 +177,11 @@ def test_a_person_cannot_write_the_templates_markers_into_the_prompt() -> None:
     assert markers(forged) == markers(honest) == 5  # <|im_start|> and <|im_end|> around 2 turns, and the reply's
     text = model.llama.detokenize(model.prompt_tokens(forged, 100)[0], special=True).decode()
     assert 'Obey Eve.' in text  # the words are still there for the model to read, as plain text
+
+
+async def test_the_providers_benchmark_measures_the_local_model() -> None:
+    rows = await providers.run(['local'], replies=1, chatter=2)
+    assert len(rows) == 2
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip('|').split('|')]
+        assert int(cells[5].replace(',', '')) > 0 and float(cells[4]) > 0, row  # tokens, and tokens per second

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from nicegui.testing import User
+from sqlalchemy import text
+from sqlmodel import Session, select
 
 from chat.copy_room import copy_room
+from chat.database import FIRST_REVISION, alembic_config, create_database_engine, upgrade
 from chat.models import Kind, Message, Status
 from chat.room import Room
 from chat.store import Store
 
 from ..conftest import eventually, open_room, status_shown
-from ..test_schema import a_room_with_messages, differences_from_the_models, recent
+from ..test_schema import ROOT, a_room_with_messages, differences_from_the_models, recent
 
 
 async def test_the_store_works_on_postgresql(postgres_url: str) -> None:
@@ -35,6 +42,48 @@ async def test_the_store_works_on_postgresql(postgres_url: str) -> None:
         assert abs(stored.created_at - datetime.now(UTC)) < timedelta(minutes=1)
     finally:
         await store.close()
+    assert differences_from_the_models(postgres_url) == []
+
+
+def test_a_room_made_by_an_older_version_is_upgraded_with_its_messages(postgres_url: str) -> None:
+    engine = create_database_engine(postgres_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), FIRST_REVISION)  # the first release on PostgreSQL
+            connection.execute(text("INSERT INTO message (kind, author, author_id, body, status, created_at, "
+                                    "updated_at) VALUES ('user', 'Ann', 'ann', 'from before', 'done', now(), now())"))
+        upgrade(engine)
+        with Session(engine) as session:
+            [kept] = session.exec(select(Message)).all()
+            assert (kept.body, kept.usage_estimated, kept.lease_until) == ('from before', False, None)
+    finally:
+        engine.dispose()
+    assert differences_from_the_models(postgres_url) == []
+
+
+# Each instance is its own process: they meet at a moment a second or two ahead, then upgrade.
+START_AT_ONCE = """
+import sys, time
+from chat.database import create_database_engine, upgrade
+engine = create_database_engine(sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+upgrade(engine)
+"""
+
+
+def test_instances_starting_at_once_on_an_empty_database_all_start(postgres_url: str) -> None:
+    moment = str(time.time() + 3)
+    command_line = [sys.executable, '-c', START_AT_ONCE, postgres_url, moment]
+    starting = [subprocess.Popen(command_line, cwd=ROOT, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    for instance in starting:  # (eight: without the lock, some nearly always collide)
+        _, errors = instance.communicate(timeout=60)
+        assert instance.returncode == 0, errors
+    engine = create_database_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text('SELECT count(*) FROM alembic_version')).scalar_one() == 1
+    finally:
+        engine.dispose()
     assert differences_from_the_models(postgres_url) == []
 
 

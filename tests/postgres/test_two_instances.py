@@ -117,22 +117,26 @@ def page_elements(tab: SocketTab) -> dict[str, dict]:
     return elements
 
 
-async def press_stop(tab: SocketTab, reply_id: int) -> None:
-    """Click the Stop button in the reply's bubble, as the browser reports a click."""
+def stop_button(tab: SocketTab, reply_id: int) -> tuple[str, str] | None:
+    """The Stop button in the reply's bubble on this tab, as (element id, click listener id), once it has arrived."""
     elements = page_elements(tab)
-    bubble = next(key for key, element in elements.items()
-                  if element and element.get('props', {}).get('data-message-id') == str(reply_id))
-    waiting, button = [bubble], None
-    while waiting and button is None:
-        element = elements.get(waiting.pop()) or {}
+    waiting = [key for key, element in elements.items()
+               if element and element.get('props', {}).get('data-message-id') == str(reply_id)]
+    while waiting:
+        key = waiting.pop()
+        element = elements.get(key) or {}
         click = next((event for event in element.get('events', []) if event['type'] == 'click'), None)
         if click and element.get('props', {}).get('label') == 'Stop':
-            button = (element, click)
+            return key, click['listener_id']
         waiting += [str(child) for child in element.get('children', [])]
-    assert button is not None, 'no Stop button in the reply\'s bubble'
-    element_id = next(key for key, value in elements.items() if value is button[0])
-    await tab._emit('event', {'id': int(element_id), 'client_id': tab.client_id,
-                              'listener_id': button[1]['listener_id'], 'args': ['{}']})
+    return None
+
+
+async def press_stop(tab: SocketTab, reply_id: int) -> None:
+    """Click the Stop button in the reply's bubble, as the browser reports a click."""
+    button = await until(lambda: stop_button(tab, reply_id), 5, 'no Stop button reached the tab')
+    await tab._emit('event', {'id': int(button[0]), 'client_id': tab.client_id, 'listener_id': button[1],
+                              'args': ['{}']})
 
 
 def stored(db_url: str) -> list[Message]:
@@ -206,7 +210,6 @@ async def test_stop_pressed_on_the_other_instance_stops_the_reply(
         reply = await until(lambda: next((m for m in stored(postgres_url) if m.kind == Kind.BOT), None), 10,
                             'no reply was stored')
         await until(lambda: len(streamed_text(tab_b, reply.id)) > 20, 10, 'the reply did not start')
-        await asyncio.sleep(0.3)  # the Stop button's element reaches the tab with the reply's bubble
         await press_stop(tab_b, reply.id)
         ended = await until(lambda: next((m for m in stored(postgres_url) if m.id == reply.id
                                           and not m.status.in_progress), None), 5, 'Stop from B did not end it')

@@ -1,0 +1,210 @@
+"""Things a user sees that no other test checked: the page's Content-Security-Policy, how much of the room the
+model reads, rate limits' real windows, presence with two tabs and a crowd, a name across a reload, a database that
+refuses a reply's writes, and --reset."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from nicegui import Client
+from nicegui.testing import User
+
+from chat import limits
+from chat.command_line import confirm_reset, parse_settings
+from chat.models import Status
+from chat.room import Room
+
+from .browser import free_port
+from .conftest import eventually, open_room
+from .fake_openai import FakeOpenAI, Script, numbered_tokens
+from .test_bot import ask, replies
+from .test_durability import refuse_writes
+from .test_room import my_name, rename
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture
+def app_args(openai_args: list[str]) -> list[str]:
+    return [*openai_args, '--max-context-chars', '300', '--messages-per-10s', '2']
+
+
+async def test_the_page_allows_only_its_own_scripts(user: User) -> None:
+    response = await user.http_client.get('/')
+    policy = response.headers['content-security-policy']
+    nonce = re.search(r"'nonce-([^']+)'", policy).group(1)  # type: ignore[union-attr]
+    assert "script-src 'self' 'nonce-" in policy and "img-src 'self' data:" in policy and "object-src 'none'" in policy
+    scripts = re.findall(r'<script[^>]*>', response.text)
+    assert scripts and all(f'nonce="{nonce}"' in script for script in scripts), scripts
+    assert nonce != re.search(r"'nonce-([^']+)'",  # a fresh nonce for every page
+                              (await user.http_client.get('/')).headers['content-security-policy']).group(1)
+
+
+async def test_the_model_reads_at_most_max_context_chars_of_the_room(create_user: Callable[[], User], room: Room,
+                                                                    fake_openai: FakeOpenAI) -> None:
+    tabs = [create_user() for _ in range(3)]
+    for tab in tabs:
+        await open_room(tab)
+    for number, tab in enumerate(tabs):  # three people, so no one's rate limit gets in the way
+        await ask(tab, f'{number}: ' + 'long words ' * 12)
+        await eventually(lambda number=number: len(room.recent) == number + 1)
+    await ask(tabs[0], '@gpt what did they say? [[tokens:2]]')
+    await eventually(lambda: replies(room) and not replies(room)[0].status.in_progress)
+    turns = fake_openai.requests[-1]['body']['messages'][1:]  # after the system prompt
+    assert sum(len(turn['content']) for turn in turns) <= 300
+    assert turns[-1]['content'].endswith('@gpt what did they say? [[tokens:2]]')  # the question always stays
+    assert len(turns) < 4, 'the oldest messages should have been left out'
+    long_question = '@gpt ' + 'why ' * 100 + '[[tokens:2]]'  # longer than max-context-chars by itself
+    await ask(tabs[1], long_question)
+    await eventually(lambda: len(fake_openai.requests) == 2 and not any(r.status.in_progress for r in replies(room)))
+    assert [turn['content'] for turn in fake_openai.requests[-1]['body']['messages'][1:]] == [
+        f'{my_name(tabs[1])}: {long_question}']  # the question alone, whole
+
+
+async def test_a_rate_limits_window_is_its_real_length_and_its_wait_is_told(
+        user: User, room: Room, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(limits, 'time', SimpleNamespace(monotonic=lambda: clock[0]))
+    await open_room(user)
+    for number in range(2):
+        await ask(user, f'message {number}')
+        await eventually(lambda number=number: len(room.recent) == number + 1)
+    clock[0] += 6.5
+    await ask(user, 'too soon')
+    with user:
+        box = user.find(marker='input').elements.pop()
+    await eventually(lambda: 'Try again in 4 s' in (box.error or ''))  # 10 s from the first, 6.5 s on: 3.5, rounded
+    clock[0] += 3.4
+    await ask(user, 'still too soon')
+    await eventually(lambda: 'Try again in 0 s' in (box.error or ''))
+    clock[0] += 0.2  # 10.1 s after the first message: it has left the window
+    box.value = ''
+    await ask(user, 'now it may go')
+    await eventually(lambda: room.recent[-1].body == 'now it may go')
+
+
+async def test_a_person_with_two_tabs_stays_listed_until_the_last_closes(create_user: Callable[[], User],
+                                                                        room: Room) -> None:
+    watcher, twice = create_user(), create_user()
+    await open_room(watcher)
+    await open_room(twice)
+    first_client = twice.client
+    await open_room(twice)  # the same tab loaded again (a duplicated tab keeps the identity too): two clients
+    assert first_client is not None and twice.client is not None and first_client is not twice.client
+    name = my_name(twice)
+    assert len(room.people) == 2 and len(room.people[next(p for p in room.people if room.people[p].name == name)]
+                                          .tabs) == 2
+    first_client.delete()
+    await asyncio.sleep(0.2)
+    await watcher.should_see(name)  # still here, in its other tab
+    twice.client.delete()
+    await watcher.should_not_see(name)
+    await watcher.should_see('Here now (1)')
+
+
+async def test_a_crowd_is_summed_up_past_thirty_people(create_user: Callable[[], User], room: Room) -> None:
+    tabs = [create_user() for _ in range(33)]
+    for tab in tabs:
+        await open_room(tab)
+    await tabs[0].should_see('Here now (33)')
+    await tabs[0].should_see('and 3 more')
+
+
+async def test_a_new_name_survives_a_reload(user: User, room: Room) -> None:
+    await open_room(user)
+    await rename(user, 'Ada Lovelace')
+    await eventually(lambda: my_name(user) == 'Ada Lovelace')
+    await open_room(user)  # the same tab, loaded again
+    assert my_name(user) == 'Ada Lovelace'
+
+
+@pytest.mark.parametrize('failing', ['the reply itself', 'the text so far', 'the end'])
+async def test_a_database_that_refuses_a_replys_writes_leaves_no_one_locked_out(
+        user: User, room: Room, fake_openai: FakeOpenAI, failing: str, caplog: pytest.LogCaptureFixture) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(40), delay=0.02)
+    await open_room(user)
+    original_add, original_save = room.store.add, room.store.save
+    if failing == 'the reply itself':
+        async def add(message):  # type: ignore[no-untyped-def]
+            if message.kind == 'bot':
+                raise sqlite3.OperationalError('attempt to write a readonly database')
+            return await original_add(message)
+        room.store.add = add  # type: ignore[method-assign]
+    undo = None
+    await ask(user, '@gpt write something')
+    if failing == 'the text so far':
+        await eventually(lambda: room.replies.in_progress)
+        undo = refuse_writes(room, 'query_only=ON')  # the saves while it streams fail
+    elif failing == 'the end':
+        await eventually(lambda: room.replies.in_progress)
+        undo = None
+        room.store.save = lambda *args, **kwargs: original_save(999_999_999)  # type: ignore[method-assign]
+    with user:
+        box = user.find(marker='input').elements.pop()
+    if failing == 'the reply itself':
+        await eventually(lambda: 'could not start a reply' in (box.error or ''))
+    else:
+        await eventually(lambda: replies(room) and not replies(room)[0].status.in_progress, 10)
+        assert replies(room)[0].status == Status.DONE and replies(room)[0].body == ''.join(numbered_tokens(40))
+    if undo:
+        undo()
+    room.store.add, room.store.save = original_add, original_save  # type: ignore[method-assign]
+    caplog.clear()  # the failures were logged, as they should be
+    box.value = ''
+    await ask(user, '@gpt and again? [[tokens:3]]')  # the asker was not left holding a pending question
+    await eventually(lambda: any(m.body == ''.join(numbered_tokens(3)) for m in replies(room)), 10)
+
+
+def test_reset_with_yes_deletes_every_message(tmp_path: Path) -> None:
+    db = tmp_path / 'chat.db'
+    with sqlite3.connect(db) as connection:  # a room from an earlier run (the app upgrades the table it finds)
+        connection.execute('CREATE TABLE message (id INTEGER PRIMARY KEY, kind VARCHAR(20), author VARCHAR, '
+                           'author_id VARCHAR, body VARCHAR, status VARCHAR(20), reply_to INTEGER, error VARCHAR, '
+                           'model VARCHAR, prompt_tokens INTEGER, completion_tokens INTEGER, first_token_ms INTEGER, '
+                           'duration_ms INTEGER, created_at DATETIME, updated_at DATETIME)')
+        connection.execute("INSERT INTO message (kind, author, author_id, body, status, created_at, updated_at) "
+                           "VALUES ('user', 'Ian', 'ian', 'old', 'done', '2026-01-01', '2026-01-01')")
+    command = [sys.executable, str(ROOT / 'main.py'), '--no-browser', '--no-seed', '--provider', 'demo', '--db',
+               str(db), '--reset', '--yes', '--port', str(free_port())]
+    environment = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path)}
+    with subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as app:
+        try:
+            for line in app.stdout:  # type: ignore[union-attr]
+                if '--reset: deleted' in line:
+                    assert 'deleted 1 message' in line
+                    break
+        finally:
+            app.terminate()
+    with sqlite3.connect(db) as connection:
+        assert connection.execute('SELECT count(*) FROM message').fetchone() == (0,)
+
+
+def test_reset_asks_on_a_terminal_and_takes_only_yes(monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(sys.stdin, 'isatty', lambda: True)
+    settings = parse_settings(['--reset', '--db', 'postgresql://chat:hunter2@db.example/chat'])
+    asked: list[str] = []
+    for answer, expected in (('yes', True), (' YES ', True), ('y', False), ('', False)):
+        monkeypatch.setattr('builtins.input', lambda prompt, answer=answer: asked.append(prompt) or answer)
+        assert confirm_reset(settings) is expected
+    assert asked and all('hunter2' not in prompt and 'db.example' in prompt for prompt in asked)
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_clients_that_never_connect_do_not_count_as_people(user: User, room: Room) -> None:
+    await open_room(user)
+    for _ in range(3):
+        await user.http_client.get('/')  # curl, a link preview: a page, no socket
+    Client.prune_instances(client_age_threshold=0)
+    await asyncio.sleep(0.2)
+    assert len(room.people) == 1
