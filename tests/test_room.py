@@ -6,6 +6,7 @@ import asyncio
 import html
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -106,19 +107,25 @@ async def test_messages_are_stored_and_shown_after_a_restart(user: User, room: R
     assert [(message.body, message.author) for message in stored] == [('Remember me', my_name(user))]
 
 
-@pytest.fixture
-def earlier_messages(db_path: Path) -> list[str]:
-    """A database written by an earlier run of the app, before this one starts."""
-    import asyncio
+def write_earlier_messages(db_path: Path, count: int) -> list[str]:
+    """A database written by an earlier run of the app, before this one starts; returns the messages' texts. (In a
+    thread of its own: the caller may be inside an event loop, as Playwright's tests are.)"""
+    bodies = [f'old message {index}' for index in range(count)]
 
     async def write() -> None:
         store = Store(f'sqlite:///{db_path}')
         await store.open()
-        for index in range(150):
-            await store.add(Message(author='Ian', author_id='earlier', body=f'old message {index}'))
+        for body in bodies:
+            await store.add(Message(author='Ian', author_id='earlier', body=body))
         await store.close()
-    asyncio.run(write())
-    return [f'old message {index}' for index in range(50, 150)]
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, write()).result()
+    return bodies
+
+
+@pytest.fixture
+def earlier_messages(db_path: Path) -> list[str]:
+    return write_earlier_messages(db_path, 150)[50:]  # the newest 100: what a tab opens on
 
 
 async def test_a_tab_opens_on_the_newest_100_messages_oldest_first(earlier_messages: list[str], user: User) -> None:

@@ -6,22 +6,18 @@ messages by id, so what earlier tests left in the room does not matter.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from chat.models import Message
-from chat.store import Store
-
 from ..fake_openai import FakeOpenAI, numbered_tokens
+from ..test_room import write_earlier_messages
 from . import AppProcess, Tab, child_environment, wait_until
 from .conftest import TabsFactory
 
@@ -393,14 +389,7 @@ def test_a_reader_scrolled_up_stays_put_and_is_offered_the_new_messages(chat_app
 @pytest.fixture
 def long_room_app(tmp_path: Path) -> Iterator[AppProcess]:
     """A room that already holds 250 messages: a tab gets the last 100, and older ones as its reader scrolls up."""
-    async def write() -> None:
-        store = Store(f'sqlite:///{tmp_path / "chat.db"}')
-        await store.open()
-        for number in range(250):
-            await store.add(Message(author='Ian', author_id='ian', body=f'old message {number}'))
-        await store.close()
-    with ThreadPoolExecutor(1) as thread:  # Playwright's own event loop runs in this one
-        thread.submit(asyncio.run, write()).result()
+    write_earlier_messages(tmp_path / 'chat.db', 250)
     with AppProcess(tmp_path, ['--provider', 'demo']) as app:
         yield app
 
