@@ -236,7 +236,7 @@ def test_a_code_block_is_rendered_and_highlighted(tabs: list[Tab]) -> None:
 
 
 LIVE_REPLY = ('# The plan\\n\\nThis part is **bold**, this is `inline code`, and here are '
-              '[the docs](https://docs.example.org/start).\\n\\n'
+              '[the docs](https://docs.example.org/start), ~~not this~~, ![a chart](https://img.example.org/c.png).\\n\\n'
               '```python\\ndef add(a, b):\\n    return a + b\\n```\\n\\n'
               '- the first point\\n- the second point\\n\\n'
               '| name | value |\\n|---|---|\\n| a | 1 |\\n| b | 2 |\\n\\n'
@@ -256,6 +256,8 @@ VIEW_JS = """(bubble) => {
         highlighted: body.querySelectorAll('.codehilite span[class]').length,
         items: body.querySelectorAll('li').length,
         tables: body.querySelectorAll('table').length,
+        struck: body.querySelectorAll('s').length,
+        images: body.querySelectorAll('img').length,
         html: blocks.innerHTML,
     };
 }"""
@@ -287,6 +289,9 @@ def test_a_reply_is_formatted_as_it_streams_and_nothing_jumps_at_the_end(tabs: l
     link = watcher.bubble(reply_id).get_by_role('link', name=re.compile('the docs'))
     assert (link.get_attribute('target'), link.get_attribute('rel')) == ('_blank', 'nofollow noopener noreferrer')
     assert '(docs.example.org)' in link.inner_text()  # where the link goes, beside a text that does not say
+    assert final['struck'] == 1 and final['images'] == 0  # an image is not fetched: it is a link to it
+    image = watcher.bubble(reply_id).get_by_role('link', name=re.compile('a chart'))
+    assert (image.get_attribute('href'), image.get_attribute('target')) == ('https://img.example.org/c.png', '_blank')
     watcher.bubble(reply_id).get_by_role('button', name='Copy').click()
     assert watcher.page.evaluate('navigator.clipboard.readText()') == 'def add(a, b):\n    return a + b'
 
