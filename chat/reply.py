@@ -137,7 +137,7 @@ class ReplyStream:
                 except TimeoutError:
                     what = 'The reply stalled: no new text' if self.text else 'No answer'
                     raise ReplyTimeout(f'{what} within {timeout:g} s.') from None
-                if self.stop_requested:  # belt and braces: a Stop always ends the reply at the next token
+                if self.stop_requested:  # the cancel was swallowed (a provider that catches it): end it here
                     raise asyncio.CancelledError
                 yield text
         finally:

@@ -10,11 +10,11 @@ from nicegui import app, ui
 from nicegui.events import GenericEventArguments
 
 from ..demo_bot import DemoProvider
-from ..limits import RateLimit
+from ..limits import MessageRefused, RateLimit
 from ..markdown import code_highlight_css
 from ..models import Message
 from ..performance.pacing import Pacer
-from ..room import MessageRefused, Person, Room
+from ..room import Person, Room
 from .avatars import register_avatar_routes
 from .bubble import BUBBLE_CSS, REPLY_CSS, Bubble
 from .people import PEOPLE_CSS, BotSuggestions, MyName, PeopleList, new_identity

@@ -12,7 +12,9 @@
 import DOMPurify from "dompurify";
 
 const streams = new Map(); // message id -> the mounted component showing that reply while it streams
-const early = new Map(); // message id -> pieces that arrived before their component was mounted
+// message id -> pieces that came before their component was mounted: the text goes straight to the socket, while
+// the page adds a new bubble through its pacing (chat/performance/pacing.py), up to a beat later.
+const early = new Map();
 const FENCE = /^ {0,3}(`{3,}(?=[^`\n]*(\n|$))|~{3,})/; // as chat/blocks.py: the block being written is code
 let listening = false;
 
