@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from bench import abuse
-from chat.ui.page import OLDER_PAGES
+from chat.ui.scrolling import OLDER_PAGES
 
 COUNT = 300
 

@@ -22,25 +22,8 @@ from .stream import ReplyText, reply_state
 STATUS_LABELS = {Status.WAITING: 'waiting for the local model…', Status.THINKING: 'thinking…',
                  Status.STREAMING: 'writing…', Status.STOPPED: 'Stopped', Status.INTERRUPTED: 'Interrupted',
                  Status.ERROR: ''}
+# style.css colours the stamp of a reply that did not end well.
 STATUS_COLORS = {Status.ERROR: 'message-error', Status.INTERRUPTED: 'message-warning'}
-# Quasar puts the stamp under the text; these colour it for a reply that did not end well.
-BUBBLE_CSS = ('.message-plain { white-space: pre-wrap; overflow-wrap: anywhere; } '
-              '.message-error .q-message-stamp { color: var(--q-negative); opacity: 1; } '
-              '.message-warning .q-message-stamp { color: var(--q-warning); opacity: 1; }')
-# A reply's Markdown at a chat's scale; a list cut into items (one block each) reads as one list; code in a box.
-REPLY_CSS = ('.reply-text { overflow-wrap: anywhere; } .reply-tail { white-space: pre-wrap; } '
-             '.reply-text h1 { font-size: 1.5rem; line-height: 2rem; margin: .75rem 0 .5rem; font-weight: 500; } '
-             '.reply-text h2 { font-size: 1.3rem; line-height: 1.8rem; margin: .75rem 0 .5rem; font-weight: 500; } '
-             '.reply-text h3, .reply-text h4, .reply-text h5, .reply-text h6 { font-size: 1.1rem; line-height: 1.6rem; '
-             'margin: .5rem 0 .25rem; font-weight: 500; } '
-             '.reply-text ul:has(+ ul), .reply-text ol:has(+ ol) { margin-block-end: 0; } '
-             '.reply-text ul + ul, .reply-text ol + ol { margin-block-start: 0; } '
-             '.reply-text pre { background: rgba(127, 127, 127, .1); border-radius: 6px; padding: .5rem .75rem; '
-             'overflow-x: auto; white-space: pre; } .reply-text .codehilite { position: relative; } '
-             '.reply-text .code-language { font-size: .75rem; opacity: .7; } '
-             '.reply-text .link-host { font-size: .8em; opacity: .7; } '
-             '.copy-code { position: absolute; top: .25rem; right: .25rem; font-size: .75rem; padding: 0 .4rem; '
-             'border-radius: 4px; background: rgba(127, 127, 127, .2); cursor: pointer; }')
 
 
 def local_time(moment: datetime) -> str:

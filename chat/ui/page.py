@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from nicegui import app, ui
-from nicegui.events import GenericEventArguments
 
 from ..demo_bot import DemoProvider
 from ..limits import MessageRefused, RateLimit
@@ -16,18 +15,13 @@ from ..models import Message
 from ..performance.pacing import Pacer
 from ..room import Person, Room
 from .avatars import register_avatar_routes
-from .bubble import BUBBLE_CSS, REPLY_CSS, Bubble
-from .people import PEOPLE_CSS, BotSuggestions, MyName, PeopleList, new_identity
+from .bubble import Bubble
+from .people import BotSuggestions, MyName, PeopleList, new_identity
+from .scrolling import MessageList
 from .stream import ReplyTextBroadcast
 
-# The list is a column-reverse flex box: the browser itself keeps it pinned to the bottom while the
-# reader is there, and leaves it alone once they scroll up, with no message from the server.
-SCROLLER_CLASSES = 'message-scroller w-full h-full overflow-y-auto flex flex-col-reverse q-pa-sm'
 T = TypeVar('T')
-OLDER_PAGES = 20  # pages of older messages one tab may load: 2,000 messages, more than a reader scrolls through
-# In a reversed list, scrollTop is 0 at the bottom and grows negative towards the top.
-SCROLL_JS = ('(event) => { const list = event.target; emit({bottom: list.scrollTop > -80, '
-             'top: list.scrollHeight - list.clientHeight + list.scrollTop < 80}) }')
+STYLE_SHEET = Path(__file__).with_name('style.css')
 
 
 def spending(room: Room) -> str:
@@ -49,10 +43,7 @@ class ChatPage:
         self.pacer = pacer  # the room's news reaches every tab at once: this spreads the work over loop turns
         self.client = ui.context.client
         self.bubbles: dict[int, Bubble] = {}
-        self.at_bottom = True
-        self.loading_older = False
-        self.older_pages = 0
-        self.tab_rate = RateLimit(1, 0.5)  # what one tab may ask of the server: a page of older messages, a Stop
+        self.stop_rate = RateLimit(1, 0.5)  # a few presses of Stop a second, from one tab
         self.resync_rate = RateLimit(10, 60)
         self.spending: ui.label | None = None
         # The list fills the space between header and footer exactly, whatever their height (Quasar's
@@ -81,22 +72,8 @@ class ChatPage:
                 .props('flat round dense').classes('text-white').tooltip('Who is here')
 
     def build_message_list(self) -> None:
-        self.scroller = ui.element('div').classes(SCROLLER_CLASSES) \
-            .on('scroll', self.on_scroll, js_handler=SCROLL_JS, throttle=0.2)
-        with self.scroller, ui.column().classes('w-full gap-1 q-px-sm'):
-            self.older_button = ui.button('Show older messages', icon='expand_less', on_click=self.load_older) \
-                .props('flat dense no-caps size=sm').classes('self-center').mark('older')
-            self.older_messages = ui.column().classes('w-full gap-1')
-            self.messages = ui.column().classes('w-full gap-1').mark('messages')
-        with self.messages:
-            for message in self.room.recent:
-                self.add(message)
-        self.older_button.set_visibility(len(self.room.recent) >= self.room.settings.history_size)
-        with ui.page_sticky('bottom', y_offset=90):
-            self.new_messages_chip = ui.button('New messages', icon='arrow_downward', on_click=self.jump_to_bottom) \
-                .props('rounded dense unelevated no-caps color=primary size=sm') \
-                .classes('new-messages').mark('new-messages')
-            self.new_messages_chip.set_visibility(False)
+        self.list = MessageList(self.room, self.room.recent, add=self.add,
+                                oldest_shown=lambda: min(self.bubbles, default=None))
 
     def build_footer(self) -> None:
         with ui.footer().classes('bg-white q-pa-sm'), ui.row().classes('w-full items-center no-wrap gap-2'):
@@ -117,12 +94,8 @@ class ChatPage:
                                           reply_so_far=self.room.reply_so_far, may_resync=self.may_resync)
 
     def on_added(self, message: Message) -> None:
-        if message.id in self.bubbles:
-            return
-        with self.messages:
-            self.add(message)
-        if not self.at_bottom:
-            self.new_messages_chip.set_visibility(True)
+        if message.id not in self.bubbles:
+            self.list.append(message)
 
     def on_changed(self, message: Message) -> None:
         if message.id is not None and (bubble := self.bubbles.get(message.id)):
@@ -143,39 +116,7 @@ class ChatPage:
         self.input.error = None
         if message is not None and self.input.value == text:  # cleared only once stored, and only if unchanged
             self.input.value = ''
-        self.jump_to_bottom()
-
-    async def load_older(self) -> None:
-        """The reader scrolled to the top: fetch the page of messages before the oldest one shown (a page a second
-        at most, and at most OLDER_PAGES of them: a tab that asks for more is not a reader)."""
-        if self.loading_older or not self.bubbles or self.older_pages >= OLDER_PAGES:
-            return
-        self.loading_older = True  # until the page is in place: scrolling meanwhile asks for the same page
-        try:
-            await asyncio.sleep(self.tab_rate.wait('older'))  # sooner than a second after the last: in its turn
-            self.tab_rate.record('older')
-            self.older_pages += 1
-            older = await self.room.store.recent(self.room.settings.history_size, before_id=min(self.bubbles))
-            if self.client.is_deleted:  # the tab closed meanwhile
-                return
-            with ui.column().classes('w-full gap-1') as batch:
-                for number, message in enumerate(older, 1):
-                    self.add(message)
-                    if number % 10 == 0:
-                        await asyncio.sleep(0)  # a hundred bubbles take ~80 ms: the other tabs' news goes between
-            batch.move(self.older_messages, target_index=0)
-        finally:
-            self.loading_older = False
-        self.older_button.set_visibility(len(older) >= self.room.settings.history_size and
-                                         self.older_pages < OLDER_PAGES)
-
-    async def on_scroll(self, event: GenericEventArguments) -> None:
-        where = event.args if isinstance(event.args, dict) else {}  # what SCROLL_JS sends, or nothing
-        self.at_bottom = bool(where.get('bottom'))
-        if self.at_bottom:
-            self.new_messages_chip.set_visibility(False)
-        if where.get('top') and self.older_button.visible:
-            await self.load_older()
+        self.list.jump_to_bottom()
 
     def may_resync(self) -> bool:
         """A tab that missed pieces asks for a reply so far, each answer the whole reply: ten a minute, at most."""
@@ -186,19 +127,13 @@ class ChatPage:
 
     def stop_reply(self, message_id: int) -> None:
         """The Stop button: the reply ends in every tab, saying who stopped it (a few presses a second at most)."""
-        if not self.tab_rate.wait('stop'):
-            self.tab_rate.record('stop')
+        if not self.stop_rate.wait('stop'):
+            self.stop_rate.record('stop')
             self.room.stop(message_id, self.me)
-
-    def jump_to_bottom(self) -> None:
-        if not self.at_bottom:
-            self.scroller.run_method('scrollTo', {'top': 0, 'behavior': 'smooth'})
-        self.at_bottom = True
-        self.new_messages_chip.set_visibility(False)
 
 
 def register_page(room: Room, broadcast: ReplyTextBroadcast, pacer: Pacer) -> None:
-    ui.add_css(code_highlight_css() + BUBBLE_CSS + REPLY_CSS + PEOPLE_CSS, shared=True)
+    ui.add_css(code_highlight_css() + STYLE_SHEET.read_text(encoding='utf-8'), shared=True)
     register_avatar_routes()
 
     @ui.page('/', title='Streaming chat')

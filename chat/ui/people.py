@@ -18,8 +18,6 @@ from ..room import Person, Room
 from .avatars import BOT_AVATAR_URL, avatar_color, initials, person_avatar_url
 
 PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N more"
-PEOPLE_CSS = ('.person-row { padding-left: 32px; min-height: 24px; line-height: 24px; white-space: nowrap; '
-              'background: no-repeat left center / 24px 24px; }')
 
 
 def new_identity(room: Room) -> dict[str, str]:
