@@ -175,6 +175,31 @@ def test_a_tab_that_misses_pieces_and_its_first_request_asks_again_and_catches_u
     assert wait_for_status(tabs, reply_id, 'done') == [numbered_reply(400)] * 3
 
 
+def test_pieces_that_come_before_their_bubble_wait_for_it(tabs: list[Tab]) -> None:
+    """A reply's text goes straight to every tab's socket, while the page adds its bubble through NiceGUI's own
+    messages, paced (later still on a busy tab): pieces that come first are kept for the bubble, which shows them
+    when it mounts, without asking the server for the reply so far."""
+    asker, late, _ = tabs
+    wait_for_status(tabs, asker.ask('@gpt first a short one [[tokens:5]]'), 'done')  # the component is loaded
+    # In the late tab, the page's own news (a new bubble, a status) comes 1.5 s late, in its order, while the
+    # reply's pieces come at once; and nothing the tab says reaches the server, so it cannot ask for the reply.
+    late.page.evaluate('''() => {
+        const socket = window.socket, emit = socket.emit;
+        for (const name of ["update", "run_javascript", "notify"]) {
+            for (const listener of socket.listeners(name)) {
+                socket.off(name, listener);
+                socket.on(name, (...args) => setTimeout(() => listener(...args), 1500));
+            }
+        }
+        socket.emit = function (name, ...args) { return name === "event" ? this : emit.call(this, name, ...args); };
+    }''')
+    reply_id = asker.ask('@gpt tell me everything [[tokens:200]] [[delay:0.02]]')
+    wait_until(lambda: states([asker], reply_id)[0], lambda s: s[0] == 'streaming' and len(s[1]) > 40,
+               message='the reply did not start streaming')
+    assert states([late], reply_id)[0] == (None, ''), 'the late tab shows the bubble already: nothing came early'
+    assert wait_for_status([asker, late], reply_id, 'done') == [numbered_reply(200)] * 2
+
+
 # Emoji outside the Basic Multilingual Plane (two UTF-16 units in the browser, one character to Python), a family
 # joined by zero-width joiners, and accents as combining marks: the fake model cuts them into 4-character tokens.
 UNICODE_REPLY = 'Smile 😀 and 👩‍👩‍👧 at the café (cafe\u0301), 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ok. ' * 12
@@ -299,7 +324,8 @@ def test_a_reply_is_formatted_as_it_streams_and_nothing_jumps_at_the_end(tabs: l
 def test_a_tab_opened_or_reloaded_mid_reply_shows_the_same_formatted_blocks(chat_app: AppProcess,
                                                                            open_tabs: TabsFactory) -> None:
     asker, reloaded = open_tabs(chat_app.url, 2)
-    reply_id = asker.ask(f'@gpt plan it again [[reply:{LIVE_REPLY}]] [[delay:0.08]]')
+    # The closing paragraph, longer (7 s more): a reload and a new tab must fit in it, on a loaded machine too.
+    reply_id = asker.ask(f'@gpt plan it again [[reply:{LIVE_REPLY}{" And more." * 36}]] [[delay:0.08]]')
     wait_until(lambda: view(reloaded, reply_id), lambda seen: seen['tail'].startswith('And a closing'), timeout=20,
                message='the closing paragraph never started streaming')
     reloaded.reload()
