@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chat import markdown
 from chat.markdown import LiveMarkdown, render_markdown, sanitized, split_blocks
 
 from .test_fuzz import what_could_run
@@ -138,3 +141,18 @@ def test_any_reply_cut_into_any_pieces_streams_inert_html_equal_to_the_finished_
 @pytest.mark.parametrize('text', ['- a\n' * 200, '> ' * 300 + 'deep', '```\n' + 'x\n' * 3000 + '```'])
 def test_long_and_deep_replies_still_make_blocks(text: str) -> None:
     assert render_markdown(text)
+
+
+def test_quotes_nested_too_deep_to_render_are_shown_as_the_text_itself() -> None:
+    deep = '> ' * 300 + 'deep <b onclick="alert(1)">x</b>'  # markdown2 recurses once for each '>'
+    assert render_markdown(deep) == f'<p class="message-plain">{html.escape(deep)}</p>'
+
+
+def test_a_renderer_that_fails_leaves_the_text_readable(monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*args: object, **kwargs: object) -> str:
+        raise IndexError('a bug in the renderer')
+    monkeypatch.setattr(markdown.markdown2, 'markdown', broken)
+    text = 'An ordinary <i>paragraph</i> that meets a bug, number 17.'  # not in render_block's cache yet
+    assert render_markdown(text) == f'<p class="message-plain">{html.escape(text)}</p>'
+    assert 'shown as text' in caplog.text

@@ -255,3 +255,12 @@ async def test_another_persons_current_name_is_refused_and_a_new_one_is_taken(cr
     await ask(bob, 'hello')
     await eventually(lambda: room.recent and room.recent[-1].author == 'Bob the Builder'
                      and room.recent[-1].kind == Kind.USER)
+
+
+# The shortest, the longest, and an emoji (a single one: a joined family holds zero-width joiners, refused).
+@pytest.mark.parametrize('name', ['Q', 'x' * 40, 'Zoë 😀 Ñandú'])
+async def test_names_at_the_edges_of_the_rule_are_taken(user: User, room: Room, name: str) -> None:
+    await open_room(user)
+    await rename(user, name)
+    await eventually(lambda: my_name(user) == name)
+    assert room.people[next(iter(room.people))].name == name

@@ -10,6 +10,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -92,6 +93,26 @@ async def test_a_rate_limits_window_is_its_real_length_and_its_wait_is_told(
     await eventually(lambda: room.recent[-1].body == 'now it may go')
 
 
+async def test_the_question_window_is_a_minute(user: User, room: Room, fake_openai: FakeOpenAI,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(limits, 'time', SimpleNamespace(monotonic=lambda: clock[0]))
+    await open_room(user)
+    with user:
+        box = user.find(marker='input').elements.pop()
+    for number in range(room.settings.gpt_per_minute):  # 10.1 s apart: the 10 s message window never refuses
+        await ask(user, f'@gpt question {number} [[tokens:1]]')
+        await eventually(lambda number=number: len(replies(room)) == number + 1 and not room.replies.in_progress)
+        clock[0] += 10.1
+    clock[0] = 1055.0
+    await ask(user, '@gpt one more [[tokens:1]]')
+    await eventually(lambda: 'Try again in 5 s' in (box.error or ''))  # a minute after the first question
+    clock[0] = 1060.1
+    box.value = ''
+    await ask(user, '@gpt now it may go [[tokens:1]]')
+    await eventually(lambda: room.recent[-1].body == ''.join(numbered_tokens(1)) and not room.replies.in_progress)
+
+
 async def test_a_person_with_two_tabs_stays_listed_until_the_last_closes(create_user: Callable[[], User],
                                                                         room: Room) -> None:
     watcher, twice = create_user(), create_user()
@@ -127,15 +148,15 @@ async def test_a_new_name_survives_a_reload(user: User, room: Room) -> None:
     assert my_name(user) == 'Ada Lovelace'
 
 
-@pytest.mark.parametrize('failing', ['the reply itself', 'the text so far', 'the end'])
+@pytest.mark.parametrize('failing', ['the question', 'the reply itself', 'the text so far', 'the end'])
 async def test_a_database_that_refuses_a_replys_writes_leaves_no_one_locked_out(
         user: User, room: Room, fake_openai: FakeOpenAI, failing: str, caplog: pytest.LogCaptureFixture) -> None:
     fake_openai.script = Script(tokens=numbered_tokens(40), delay=0.02)
     await open_room(user)
     original_add, original_save = room.store.add, room.store.save
-    if failing == 'the reply itself':
+    if failing in ('the question', 'the reply itself'):
         async def add(message):  # type: ignore[no-untyped-def]
-            if message.kind == 'bot':
+            if message.kind == ('bot' if failing == 'the reply itself' else 'user'):
                 raise sqlite3.OperationalError('attempt to write a readonly database')
             return await original_add(message)
         room.store.add = add  # type: ignore[method-assign]
@@ -146,11 +167,19 @@ async def test_a_database_that_refuses_a_replys_writes_leaves_no_one_locked_out(
         undo = refuse_writes(room, 'query_only=ON')  # the saves while it streams fail
     elif failing == 'the end':
         await eventually(lambda: room.replies.in_progress)
-        undo = None
-        room.store.save = lambda *args, **kwargs: original_save(999_999_999)  # type: ignore[method-assign]
+        def save(message_id, **changes):  # type: ignore[no-untyped-def]
+            if changes['status'] == Status.STREAMING:
+                return original_save(message_id, **changes)
+            refused = asyncio.get_running_loop().create_future()  # the final save only
+            refused.set_exception(sqlite3.OperationalError('attempt to write a readonly database'))
+            return refused
+        room.store.save = save  # type: ignore[method-assign]
     with user:
         box = user.find(marker='input').elements.pop()
-    if failing == 'the reply itself':
+    if failing == 'the question':
+        await eventually(lambda: 'could not be saved' in (box.error or ''))
+        assert box.value == '@gpt write something' and not replies(room)  # kept in the box; no reply began
+    elif failing == 'the reply itself':
         await eventually(lambda: 'could not start a reply' in (box.error or ''))
     else:
         await eventually(lambda: replies(room) and not replies(room)[0].status.in_progress, 10)
@@ -178,12 +207,17 @@ def test_reset_with_yes_deletes_every_message(tmp_path: Path) -> None:
     environment = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path)}
     with subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as app:
+        deadline = threading.Timer(60, app.kill)  # a line that never comes fails the test rather than hang it
+        deadline.start()
         try:
             for line in app.stdout:  # type: ignore[union-attr]
                 if '--reset: deleted' in line:
                     assert 'deleted 1 message' in line
                     break
+            else:
+                pytest.fail('the app ended without saying what --reset deleted')
         finally:
+            deadline.cancel()
             app.terminate()
     with sqlite3.connect(db) as connection:
         assert connection.execute('SELECT count(*) FROM message').fetchone() == (0,)
