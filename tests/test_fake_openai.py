@@ -161,8 +161,9 @@ async def test_delays_are_visible_to_the_client(server: FakeOpenAI, client: open
     send_times = [sent_at for sent_at, _ in server.sent]
     assert send_times[0] - start >= 0.19
     assert all(later - earlier >= 0.09 for earlier, later in itertools.pairwise(send_times))
-    # each token reaches the client as it is sent, not buffered until the end
-    assert all(arrival - sent_at < 0.08 for arrival, sent_at in zip(arrivals, send_times, strict=True))
+    # Each token reaches the client as it is sent, not buffered until the end: buffered, the first would arrive
+    # with the last, 0.2 s after it was sent. Half of that is the bound, a margin for a loaded machine.
+    assert all(arrival - sent_at < 0.1 for arrival, sent_at in zip(arrivals, send_times, strict=True))
 
 
 async def test_stall_keeps_stream_open_until_client_leaves(server: FakeOpenAI, client: openai.AsyncOpenAI) -> None:

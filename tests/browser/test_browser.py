@@ -441,7 +441,10 @@ def test_older_messages_load_when_the_reader_scrolls_to_the_top(long_room_app: A
         assert reader.messages()[0]['text'] == f'old message {oldest}'
     texts = [m['text'] for m in reader.messages() if m['text'].startswith('old message')]
     assert texts == [f'old message {n}' for n in range(250)], 'missing, doubled or out of order'
-    reader.page.wait_for_timeout(1500)  # at the top with nothing older: no more loads, nothing doubled
+    older_button = reader.page.get_by_role('button', name='Show older messages')
+    wait_until(older_button.is_visible, lambda visible: not visible, message='nothing older, yet the button stays')
+    reader.page.mouse.wheel(0, -1_000_000)  # and scrolling up once more asks for nothing
+    reader.page.wait_for_timeout(1500)  # three times the older pages' rate (scrolling.py): a load would be here
     assert len([m for m in reader.messages() if m['text'].startswith('old message')]) == 250
 
 
@@ -474,7 +477,8 @@ def test_the_newest_message_is_not_behind_the_input_box(chat_app: AppProcess, op
 def test_on_a_phone_the_messages_are_not_covered_by_the_people_list(chat_app: AppProcess,
                                                                     open_tabs: TabsFactory) -> None:
     [tab] = open_tabs(chat_app.url, 1, width=390, height=844)
-    tab.page.wait_for_timeout(500)  # the drawer's opening animation
+    drawer = tab.page.locator('.q-drawer')  # on a phone it starts closed: off the screen, to the right
+    wait_until(drawer.bounding_box, lambda box: box is None or box['x'] >= 390, message='the people list is open')
     layout = tab.page.evaluate(LAYOUT_JS)
     assert layout['list_in_front'], f'something lies over the middle of the message list: {layout}'
 
