@@ -80,6 +80,7 @@ class ReplyStream:
         self.stopped_by = ''  # the name of whoever pressed Stop
         self.finishing = False
         self.task: asyncio.Task | None = None
+        self.late_ending: asyncio.Task | None = None  # see end_if_cancelled_before_it_began
         self._save_timer: asyncio.TimerHandle | None = None
         self._watchdog: asyncio.Timeout | None = None
 
@@ -111,8 +112,7 @@ class ReplyStream:
             if not self.text.strip():
                 status, error = Status.ERROR, 'The model sent an empty reply.'
         except asyncio.CancelledError:
-            status = Status.STOPPED if self.stop_requested else Status.INTERRUPTED
-            error = (f'by {self.stopped_by}' if self.stopped_by else None) if self.stop_requested else INTERRUPTED_ERROR
+            status, error = self._cancelled_ending()
             if not self.stop_requested:
                 raise
         except Exception as exception:
@@ -120,6 +120,19 @@ class ReplyStream:
             log.warning('reply %s failed: %s', self.id, error, exc_info=not isinstance(exception, ReplyTimeout))
         finally:
             await self._finish(status, error, started, request)
+
+    def _cancelled_ending(self) -> tuple[Status, str | None]:
+        """How a cancelled reply ends: stopped by someone, or interrupted (the app is shutting down)."""
+        if self.stop_requested:
+            return Status.STOPPED, f'by {self.stopped_by}' if self.stopped_by else None
+        return Status.INTERRUPTED, INTERRUPTED_ERROR
+
+    def end_if_cancelled_before_it_began(self, task: asyncio.Task) -> None:
+        """A Stop (or the shutdown) in the same turn of the event loop as the reply's start cancels its task before
+        `run` takes its first step, so `run`'s `finally` never runs: the reply ends here instead, as `run` would."""
+        if task.cancelled() and not self.finishing:
+            self.late_ending = asyncio.create_task(self._finish(*self._cancelled_ending(), time.monotonic(), None),
+                                                   name=f'end of reply {self.id}')
 
     async def _within_timeout(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
         """The provider's stream, failing if it goes quiet for `reply_timeout` seconds (no first token, or no new
@@ -266,6 +279,7 @@ class Replies:
         self.in_progress[reply.id] = reply
         self.news.added(message)
         reply.task = asyncio.create_task(reply.run(), name=f'reply {reply.id}')
+        reply.task.add_done_callback(reply.end_if_cancelled_before_it_began)
         return reply
 
     def stop(self, message_id: int, by: str = '') -> bool:
@@ -296,8 +310,11 @@ class Replies:
 
     async def interrupt_all(self) -> None:
         """On shutdown: end every reply in progress as interrupted, with its text so far saved."""
-        tasks = [reply.task for reply in self.in_progress.values() if reply.task]
-        for reply in list(self.in_progress.values()):
+        replies = list(self.in_progress.values())
+        tasks = [reply.task for reply in replies if reply.task]
+        for reply in replies:
             if reply.task and not reply.finishing:  # one that is ending already gets to save its end
                 reply.task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # (a reply whose task had not begun ends in a task of its own, made as its task ended: before this line)
+        await asyncio.gather(*(reply.late_ending for reply in replies if reply.late_ending), return_exceptions=True)

@@ -298,3 +298,21 @@ async def test_pressing_stop_again_while_the_reply_ends_still_ends_it_cleanly(
     reply = await finished_reply(room)
     assert reply.status == Status.STOPPED and not room.replies.in_progress and not room.replies.reserved
     assert gc.get_threshold()[2] != PUT_OFF, 'full garbage collections stayed off'
+
+
+@pytest.mark.parametrize('ending', ['stop', 'shutdown'])
+async def test_a_reply_cancelled_before_its_first_step_still_ends(user: User, room: Room, ending: str) -> None:
+    """A Stop from another tab (or the shutdown) can come in the same turn of the event loop as the reply's start,
+    before its task has taken a step: the reply must end all the same, not stay "thinking" with its asker locked
+    out."""
+    await open_room(user)
+    question = await room.store.add(Message(author='Ian', author_id='ian', body='@gpt hello'))
+    reply = await room.replies.start(next(iter(room.bots.values())), question, ('ian',))
+    if ending == 'stop':
+        room.stop(reply.id)  # no await between the start and this: the task has not begun
+        await eventually(lambda: reply.message.status == Status.STOPPED and not room.replies.in_progress)
+    else:
+        await room.replies.interrupt_all()
+        assert reply.message.status == Status.INTERRUPTED and not room.replies.in_progress
+    stored = await room.store.get(reply.id)
+    assert stored is not None and stored.status == reply.message.status
