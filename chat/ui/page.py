@@ -72,8 +72,8 @@ class ChatPage:
                 .props('flat round dense').classes('text-white').tooltip('Who is here')
 
     def build_message_list(self) -> None:
-        self.list = MessageList(self.room, self.room.recent, add=self.add,
-                                oldest_shown=lambda: min(self.bubbles, default=None))
+        self.message_list = MessageList(self.room, self.room.recent, make_bubble=self.add,
+                                        oldest_shown=lambda: min(self.bubbles, default=None))
 
     def build_footer(self) -> None:
         with ui.footer().classes('bg-white q-pa-sm'), ui.row().classes('w-full items-center no-wrap gap-2'):
@@ -95,7 +95,7 @@ class ChatPage:
 
     def on_added(self, message: Message) -> None:
         if message.id not in self.bubbles:
-            self.list.append(message)
+            self.message_list.append(message)
 
     def on_changed(self, message: Message) -> None:
         if message.id is not None and (bubble := self.bubbles.get(message.id)):
@@ -116,7 +116,7 @@ class ChatPage:
         self.input.error = None
         if message is not None and self.input.value == text:  # cleared only once stored, and only if unchanged
             self.input.value = ''
-        self.list.jump_to_bottom()
+        self.message_list.jump_to_bottom()
 
     def may_resync(self) -> bool:
         """A tab that missed pieces asks for a reply so far, each answer the whole reply: ten a minute, at most."""

@@ -23,13 +23,14 @@ SCROLL_JS = ('(event) => { const list = event.target; emit({bottom: list.scrollT
 
 
 class MessageList:
-    """One tab's scrolling list. `add` makes a message's bubble (the page keeps the bubbles); `oldest_shown` is the
-    id of the oldest message shown, before which the next page of older messages ends."""
+    """One tab's scrolling list. `make_bubble` makes a message's bubble where it is called (the page keeps the
+    bubbles); `oldest_shown` is the id of the oldest message shown, before which the next page of older messages
+    ends."""
 
-    def __init__(self, room: Room, recent: Iterable[Message], *, add: Callable[[Message], None],
+    def __init__(self, room: Room, recent: Iterable[Message], *, make_bubble: Callable[[Message], None],
                  oldest_shown: Callable[[], int | None]) -> None:
         self.room = room
-        self.add = add
+        self.make_bubble = make_bubble
         self.oldest_shown = oldest_shown
         self.client = ui.context.client
         self.at_bottom = True
@@ -43,11 +44,11 @@ class MessageList:
                 .props('flat dense no-caps size=sm').classes('self-center').mark('older')
             self.older_messages = ui.column().classes('w-full gap-1')
             self.messages = ui.column().classes('w-full gap-1').mark('messages')
-        recent = list(recent)
+        shown = list(recent)
         with self.messages:
-            for message in recent:
-                add(message)
-        self.older_button.set_visibility(len(recent) >= room.settings.history_size)
+            for message in shown:
+                make_bubble(message)
+        self.older_button.set_visibility(len(shown) >= room.settings.history_size)
         with ui.page_sticky('bottom', y_offset=90):
             self.new_messages_chip = ui.button('New messages', icon='arrow_downward', on_click=self.jump_to_bottom) \
                 .props('rounded dense unelevated no-caps color=primary size=sm') \
@@ -57,19 +58,19 @@ class MessageList:
     def append(self, message: Message) -> None:
         """A new message, at the bottom; a reader further up is offered a jump to it."""
         with self.messages:
-            self.add(message)
+            self.make_bubble(message)
         if not self.at_bottom:
             self.new_messages_chip.set_visibility(True)
 
     async def load_older(self) -> None:
-        """The reader scrolled to the top: fetch the page of messages before the oldest one shown (a page a second
-        at most, and at most OLDER_PAGES of them: a tab that asks for more is not a reader)."""
+        """The reader scrolled to the top: fetch the page of messages before the oldest one shown (a page
+        at most every half second, and at most OLDER_PAGES of them: a tab that asks for more is not a reader)."""
         oldest = self.oldest_shown()
         if self.loading_older or oldest is None or self.older_pages >= OLDER_PAGES:
             return
         self.loading_older = True  # until the page is in place: scrolling meanwhile asks for the same page
         try:
-            await asyncio.sleep(self.older_rate.wait('older'))  # sooner than a second after the last: in its turn
+            await asyncio.sleep(self.older_rate.wait('older'))  # sooner than half a second after the last: in its turn
             self.older_rate.record('older')
             self.older_pages += 1
             older = await self.room.store.recent(self.room.settings.history_size, before_id=oldest)
@@ -77,7 +78,7 @@ class MessageList:
                 return
             with ui.column().classes('w-full gap-1') as batch:
                 for number, message in enumerate(older, 1):
-                    self.add(message)
+                    self.make_bubble(message)
                     if number % 10 == 0:
                         await asyncio.sleep(0)  # a hundred bubbles take ~80 ms: the other tabs' news goes between
             batch.move(self.older_messages, target_index=0)
