@@ -108,6 +108,13 @@ def texts_of(user: User, marker: str) -> list[str]:
         return [getattr(element, 'text', '') for element in user.find(marker=marker).elements]
 
 
+def people_listed(user: User) -> list[str]:
+    """The names in this tab's "Here now" list, whole: a name can hold another (Jane, Janet), so no substring test."""
+    with user:
+        (people,) = user.find(marker='people').elements
+        return [row.text.removesuffix(' (you)') for row in people.default_slot.children]
+
+
 class SentReplyText:
     """Every `grew` broadcast (see chat/ui/stream.py): whom it went to, and what it held.
 
