@@ -179,6 +179,12 @@ def plot(results: list[Result], images: Path, tokens: int, size_tabs: int) -> li
     return markdown
 
 
+def bytes_growth(first: Result | None, last: Result | None) -> str:
+    if not (first and last):
+        return 'not run'
+    return f'{first.bytes_ratio_mean:.2f} → {last.bytes_ratio_mean:.2f}'
+
+
 def targets(results: list[Result], plan: Plan) -> str:
     """The issue's targets, each with ours, the naive variant, and whether ours meets it."""
     at = plan.compare_at
@@ -197,18 +203,13 @@ def targets(results: list[Result], plan: Plan) -> str:
     def add(target: str, mine: str, theirs: str, met: bool | None) -> None:
         rows.append([target, mine, theirs, '–' if met is None else 'yes' if met else '**no**'])
 
-    def growth(first: Result | None, last: Result | None) -> str:
-        if not (first and last):
-            return 'not run'
-        return f'{first.bytes_ratio_mean:.2f} → {last.bytes_ratio_mean:.2f}'
-
     add(f'bytes to each tab ≤ 3× the reply (N={at})', f'{ours.bytes_ratio_mean:.2f}×' if ours else 'not run',
         f'{naive.bytes_ratio_mean:,.0f}×' if naive else 'not run', ours.bytes_ratio_mean <= 3 if ours else None)
     add(f'the same, on the wire (one tab, permessage-deflate; N={at})',
         f'{ours.wire_ratio:.2f}×' if ours else 'not run', f'{naive.wire_ratio:,.1f}×' if naive else 'not run',
         ours.wire_ratio <= 3 if ours else None)
     add(f'bytes ratio no worse at T={max(plan.sizes)} than at T={min(plan.sizes)} (N={plan.size_tabs})',
-        growth(small, large), growth(naive_small, naive_large),
+        bytes_growth(small, large), bytes_growth(naive_small, naive_large),
         large.bytes_ratio_mean <= small.bytes_ratio_mean if small and large else None)
     add(f'p99 latency ≤ 100 ms (N={at})', late(ours), late(naive), ours.p99 <= 100 if ours else None)
     cpu_ratio = ours.server_cpu_s / naive.server_cpu_s if ours and naive and naive.server_cpu_s else math.nan
@@ -236,14 +237,6 @@ def write(every_result: list[Result], plan: Plan, path: Path, *, command: str, m
     results = [result for result in every_result if not result.run.profile]  # py-spy slows the server a little
     old = path.read_text() if path.exists() else ''
     findings = match.group(0) if (match := FINDINGS.search(old)) else EMPTY_FINDINGS
-    sweep = [r for r in results if r.run.askers == 1 and r.run.tokens == plan.tokens and not r.run.history
-             and r.run.tabs in plan.tabs and not r.run.browsers]
-    sizes = [r for r in results if r.run.askers == 1 and r.run.tabs == plan.size_tabs and not r.run.history
-             and r.run.tokens in plan.sizes and not r.run.browsers]
-    confirmed = [r for r in results if r.run.browsers]
-    together = [r for r in results if r.run.askers > 1]
-    pages = [r for r in results if r.run.history]
-    profiles = [r for r in every_result if r.run.profile and r.profile]
     images = plot(results, path.parent / 'images', plan.tokens, plan.size_tabs)
     parts = [
         '# Benchmarks',
@@ -257,6 +250,24 @@ def write(every_result: list[Result], plan: Plan, path: Path, *, command: str, m
         f'server; one reply at a time unless said otherwise',
         '## Against the targets', targets(results, plan),
         '## Findings', findings,
+        *scenario_sections(results, plan, images),
+        *profile_sections([r for r in every_result if r.run.profile and r.profile]),
+        '## How it is measured', METHOD,
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('\n\n'.join(part for part in parts if part) + '\n')
+
+
+def scenario_sections(results: list[Result], plan: Plan, images: list[str]) -> list[str]:
+    """A table for each scenario: the sweep over N, reply lengths, replies at once, a long history, Chromium."""
+    def plain(r: Result) -> bool:
+        return r.run.askers == 1 and not r.run.history and not r.run.browsers
+
+    sweep = [r for r in results if plain(r) and r.run.tokens == plan.tokens and r.run.tabs in plan.tabs]
+    sizes = [r for r in results if plain(r) and r.run.tabs == plan.size_tabs and r.run.tokens in plan.sizes]
+    together = [r for r in results if r.run.askers > 1]
+    pages = [r for r in results if r.run.history]
+    return [
         f'## Latency and cost against the number of tabs (T={plan.tokens}, R={plan.rate:g}/s)',
         table(['N', 'variant', *REPLY_HEADER], reply_rows(sweep, 'tabs')),
         f'The sweep stops past N={plan.compare_at} once p99 exceeds {plan.p99_limit_ms:.0f} ms. Ours ÷ naive:',
@@ -276,6 +287,12 @@ def write(every_result: list[Result], plan: Plan, path: Path, *, command: str, m
               [[f'{"first" if index == 0 else "second"}', f'{seconds:.3f}', str(r.page_messages),
                 f'{r.page_bytes:,}'] for r in pages for index, seconds in enumerate(r.page_ready_s)])
         if pages else '_Not run._',
+        *chromium_section([r for r in results if r.run.browsers], plan),
+    ]
+
+
+def chromium_section(confirmed: list[Result], plan: Plan) -> list[str]:
+    return [
         f'## Confirmed in Chromium ({plan.browsers} real tabs beside {plan.browser_tabs} simulated ones, '
         f'T={plan.browser_tokens})',
         'Each Chromium tab times a token when it enters the page\'s DOM (a MutationObserver; `bench/browser_tabs.py`), '
@@ -286,17 +303,19 @@ def write(every_result: list[Result], plan: Plan, path: Path, *, command: str, m
                                                       ('p50', 'p95', 'p99', 'max'))] for r in confirmed])
         if confirmed else '_Not run._',
     ]
-    if profiles:
-        parts.append('## Where the server\'s time goes (py-spy, during one reply)')
-        for result in profiles:
-            packages = ', '.join(f'{name} {share:.0%}' for name, share in result.profile_packages)
-            parts.append(f'**{result.run.label}**. The app\'s own functions, by their share of the samples in which a '
-                         'thread was busy, with what they called:\n\n'
-                         + '\n'.join(f'- {share:.0%} `{frame}`' for frame, share in result.profile)
-                         + f'\n\nThe package of the innermost Python frame: {packages}.')
-    parts += ['## How it is measured', METHOD]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text('\n\n'.join(part for part in parts if part) + '\n')
+
+
+def profile_sections(profiles: list[Result]) -> list[str]:
+    if not profiles:
+        return []
+    parts = ['## Where the server\'s time goes (py-spy, during one reply)']
+    for result in profiles:
+        packages = ', '.join(f'{name} {share:.0%}' for name, share in result.profile_packages)
+        parts.append(f'**{result.run.label}**. The app\'s own functions, by their share of the samples in which a '
+                     'thread was busy, with what they called:\n\n'
+                     + '\n'.join(f'- {share:.0%} `{frame}`' for frame, share in result.profile)
+                     + f'\n\nThe package of the innermost Python frame: {packages}.')
+    return parts
 
 
 METHOD = '''\

@@ -179,19 +179,24 @@ async def measure_replies(run: Run, server: AppServer, session: aiohttp.ClientSe
         await stack.aclose()
         acknowledging.cancel()
         await asyncio.gather(*(tab.close() for tab in tabs), return_exceptions=True)
-    wall = after.wall - before.wall
-    result.server_cpu_s = (after.server_cpu - before.server_cpu) / run.askers
-    result.commits = (after.commits - before.commits) / run.askers
-    result.bench_cpu_share = (after.bench_cpu - before.bench_cpu) / wall
-    others = (after.machine_busy - before.machine_busy) - (after.server_cpu - before.server_cpu) \
-        - (after.bench_cpu - before.bench_cpu) - (after.fake_cpu - before.fake_cpu)
-    result.other_cpu_share = max(0.0, others / wall)
-    result.app_stream_s = app_stream_seconds(server.db)
-    result.commits_per_s = result.commits / result.app_stream_s if result.app_stream_s else math.nan
+    count_costs(result, before, after, server.db)
     score(result, watchers, sent, before.wall, after.wall)
     if browser_arrivals:
         result.browser_latency_ms = browser_latencies(browser_arrivals, sent)
     return result
+
+
+def count_costs(result: Result, before: Meters, after: Meters, db: Path) -> None:
+    """What the replies cost the server (per reply), and how busy the rest of the machine was meanwhile."""
+    wall, askers = after.wall - before.wall, result.run.askers
+    result.server_cpu_s = (after.server_cpu - before.server_cpu) / askers
+    result.commits = (after.commits - before.commits) / askers
+    result.bench_cpu_share = (after.bench_cpu - before.bench_cpu) / wall
+    others = (after.machine_busy - before.machine_busy) - (after.server_cpu - before.server_cpu) \
+        - (after.bench_cpu - before.bench_cpu) - (after.fake_cpu - before.fake_cpu)
+    result.other_cpu_share = max(0.0, others / wall)
+    result.app_stream_s = app_stream_seconds(db)
+    result.commits_per_s = result.commits / result.app_stream_s if result.app_stream_s else math.nan
 
 
 def browser_latencies(arrivals: list[dict[int, float]], sent: list[tuple[float, str]]) -> dict[str, float]:

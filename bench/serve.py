@@ -66,7 +66,7 @@ def add_stats_route(pause_log: PauseLog, error_log: ErrorLog, loop_lag: LoopLag)
                                        (room.added, room.changed, room.presence_changed)),
                     'broadcast_tabs': len(app.state.reply_text_broadcast.client_ids),
                     'people': len(room.people),
-                    'pending_replies': len(room.replies.in_progress) + len(room.replies.reserved),
+                    'pending_replies': len(room.replies.in_progress) + len(room.limits.reserved),
                     'tasks': len(asyncio.all_tasks()),
                 }}
 

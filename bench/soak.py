@@ -193,19 +193,25 @@ async def soak_round(number: int, plan: SoakPlan, server: AppServer, fake: FakeS
     alive = await server.collect_garbage()
     result.live_blocks, result.objects, result.rss_kib = alive['allocated_blocks'], alive['objects'], server.rss_kib()
     result.seconds = time.monotonic() - started
-
-    if result.tabs_complete < plan.tabs:
-        result.problems.append(f'{plan.tabs - result.tabs_complete} tabs did not receive every token')
-    if result.drops:
-        result.problems.append(f'{result.drops} sockets dropped by the server')
-    if len(texts) != plan.replies or result.replies_stored != plan.replies:
-        result.problems.append(f'{result.replies_stored} of {plan.replies} replies stored whole and done '
-                               f'({len(texts)} streamed)')
-    left = {name: count for name, count in result.held.items() if count > report.baseline.get(name, 0)}
-    if left:
-        result.problems.append(f'still held after the tabs closed: {left} (before the first round: '
-                               f'{ {name: report.baseline.get(name, 0) for name in left} })')
+    result.problems = round_problems(result, plan, len(texts), report.baseline)
     return result
+
+
+def round_problems(result: Round, plan: SoakPlan, replies_streamed: int, baseline: dict[str, int]) -> list[str]:
+    """What went wrong in a round, in a sentence each: nothing, when the soak passes."""
+    found = []
+    if result.tabs_complete < plan.tabs:
+        found.append(f'{plan.tabs - result.tabs_complete} tabs did not receive every token')
+    if result.drops:
+        found.append(f'{result.drops} sockets dropped by the server')
+    if replies_streamed != plan.replies or result.replies_stored != plan.replies:
+        found.append(f'{result.replies_stored} of {plan.replies} replies stored whole and done '
+                     f'({replies_streamed} streamed)')
+    left = {name: count for name, count in result.held.items() if count > baseline.get(name, 0)}
+    if left:
+        found.append(f'still held after the tabs closed: {left} (before the first round: '
+                     f'{ {name: baseline.get(name, 0) for name in left} })')
+    return found
 
 
 async def soak(plan: SoakPlan, workdir: Path, on_round: Any = None) -> SoakReport:

@@ -72,10 +72,12 @@ class Limits:
         self.counted: set[int] = set()  # today's replies already in `spent_today` (an end may be told twice)
         self.day = start_of_day(utc_now())
         self.admitting = asyncio.Lock()  # one message at a time from the database's count to the reservation
+        self.reserved: set[tuple[tuple[str, ...], str]] = set()  # (asker's keys, bot) of questions being stored
 
     async def admit(self, keys: tuple[str, ...], text: str, asked: list[Bot]) -> None:
-        """Raise MessageRefused, saying why, if this message may not be taken now; else count it. `keys`: the
-        writer's identity and browser."""
+        """Raise MessageRefused, saying why, if this message may not be taken now; else count it, and hold the
+        writer's place with each bot asked until its reply has started (`release`). `keys`: the writer's identity
+        and browser."""
         if len(text) > self.settings.max_message_chars:
             raise MessageRefused(f'That message is {len(text):,} characters long; the limit is '
                                  f'{self.settings.max_message_chars:,}. Nothing was sent.')
@@ -84,6 +86,7 @@ class Limits:
                 await self.check_the_room_may_ask(len(asked))
                 self.check_the_writer_may_send(keys, asked)
                 self.count(keys, asked)
+                self.reserved |= {(keys, bot.name) for bot in asked}
             return
         self.check_the_writer_may_send(keys, asked)
         self.count(keys, asked)
@@ -95,9 +98,13 @@ class Limits:
                 self.question_rate.record(key)
         self.room_message_rate.record('room')
 
+    def release(self, keys: tuple[str, ...], bot: Bot) -> None:
+        """The question to `bot` was stored and its reply started (it counts in the writer's place now), or failed."""
+        self.reserved.discard((keys, bot.name))
+
     def check_the_writer_may_send(self, keys: tuple[str, ...], asked: list[Bot]) -> None:
-        if asked and (refusal := self.replies.refusal(keys, asked)):
-            raise MessageRefused(refusal)
+        if asked:
+            self.check_the_bots_are_free(keys, asked)
         if wait := self.message_rate.wait_any(keys):
             raise MessageRefused(f'You are sending messages quickly: at most {self.message_rate.count} in 10 seconds. '
                                  f'Try again in {wait:.0f} s; your message is still in the box.')
@@ -109,10 +116,25 @@ class Limits:
             raise MessageRefused(f'This room takes at most {self.room_message_rate.count} messages a minute, everyone '
                                  f'together. Try again in {wait:.0f} s; your message is still in the box.')
 
+    def check_the_bots_are_free(self, keys: tuple[str, ...], asked: list[Bot]) -> None:
+        """One pending question for each bot per person (`keys`: their identity and browser), and a cap on the
+        replies the room writes at once, all bots together."""
+        askers = [*self.reserved, *((reply.asker_keys, reply.bot.name) for reply in self.replies.in_progress.values())]
+        pending = {(key, bot_name) for asker_keys, bot_name in askers for key in asker_keys}
+        for bot in asked:
+            if any((key, bot.name) in pending for key in keys):
+                raise MessageRefused(f'@{bot.name} is still answering your last question. Wait for it, or press its '
+                                     'Stop button, then ask again. Your message is still in the box.')
+        if (count := len(self.reserved) + len(self.replies.in_progress)) + len(asked) > \
+                self.settings.max_replies_at_once:
+            raise MessageRefused(f'The bots are already writing {count} replies, and this room allows '
+                                 f'{self.settings.max_replies_at_once} at once. Try again in a moment; your message is '
+                                 'still in the box.')
+
     async def check_the_room_may_ask(self, questions: int) -> None:
         now = utc_now()
         # The replies stored in the last minute, and the questions being stored now, on their way to be.
-        asked_lately = await self.store.replies_since(now - timedelta(minutes=1)) + len(self.replies.reserved)
+        asked_lately = await self.store.replies_since(now - timedelta(minutes=1)) + len(self.reserved)
         if asked_lately + questions > self.settings.room_gpt_per_minute:
             raise MessageRefused(f'The bots take at most {self.settings.room_gpt_per_minute} questions a minute from '
                                  'the whole room. Try again in a moment; your message is still in the box.')

@@ -6,8 +6,7 @@ arrive as fast as the provider sends them; the tabs get the new text, and the bl
 by every reply (`ui_interval`: one `grew` event with every reply's `Growth`, so one socket message per tab), the
 database at most every `db_interval` (plus a final write). So a long reply costs about its own size.
 
-`Replies` starts replies, finds them by id, keeps the beat, and holds each person to one pending question for each
-bot and the room to `max_replies_at_once`, all bots together.
+`Replies` starts replies, finds them by id, and keeps the beat. (Who may ask for one, and when: limits.py.)
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from .providers import ProviderError, Request, Usage, explain_error
 from .store import Store
 
 log = logging.getLogger(__name__)
+
 
 class ReplyTimeout(ProviderError):
     """The provider went quiet: no first token, or no new token, within the allowed time."""
@@ -242,39 +242,12 @@ class Replies:
         self.settings = settings
         self.news = news
         self.in_progress: dict[int, ReplyStream] = {}  # by the reply's message id
-        self.reserved: set[tuple[tuple[str, ...], str]] = set()  # (asker's keys, bot) of questions being stored
         self._beat: asyncio.TimerHandle | None = None
 
-    def refusal(self, keys: tuple[str, ...], bots: list[Bot]) -> str | None:
-        """Why this person (`keys`: their identity and browser) may not ask these bots now (one pending question
-        for each bot, and a cap for the room), or None."""
-        askers = [*self.reserved, *((reply.asker_keys, reply.bot.name) for reply in self.in_progress.values())]
-        pending = {(key, bot_name) for asker_keys, bot_name in askers for key in asker_keys}
-        for bot in bots:
-            if any((key, bot.name) in pending for key in keys):
-                return (f'@{bot.name} is still answering your last question. Wait for it, or press its Stop button, '
-                        'then ask again. Your message is still in the box.')
-        if (count := len(self.reserved) + len(self.in_progress)) + len(bots) > self.settings.max_replies_at_once:
-            return (f'The bots are already writing {count} replies, and this room allows '
-                    f'{self.settings.max_replies_at_once} at once. Try again in a moment; your message is still in the '
-                    'box.')
-        return None
-
-    def reserve(self, keys: tuple[str, ...], bot: Bot) -> None:
-        """Hold this person's place with this bot while their question is stored (call `refusal` first)."""
-        self.reserved.add((keys, bot.name))
-
-    def release(self, keys: tuple[str, ...], bot: Bot) -> None:
-        self.reserved.discard((keys, bot.name))
-
     async def start(self, bot: Bot, question: Message, asker_keys: tuple[str, ...]) -> ReplyStream:
-        """Add a thinking reply at once, then stream it in the background. The asker's reservation becomes the reply."""
-        try:
-            message = await self.store.add(Message(
-                kind=Kind.BOT, author=bot.author, author_id=bot.author_id, status=Status.THINKING,
-                reply_to=question.id, model=bot.provider.model))
-        finally:
-            self.release(asker_keys, bot)
+        """Add a thinking reply at once, then stream it in the background."""
+        message = await self.store.add(Message(kind=Kind.BOT, author=bot.author, author_id=bot.author_id,
+                                               status=Status.THINKING, reply_to=question.id, model=bot.provider.model))
         reply = ReplyStream(self, message, asker_keys, bot)
         self.in_progress[reply.id] = reply
         self.news.added(message)

@@ -89,25 +89,25 @@ class Room:
         if not text.strip():
             return None
         asked = [bot for bot in self.bots.values() if bot.is_mentioned_in(text)]
-        await self.limits.admit(person.keys, text, asked)
-        for bot in asked:
-            self.replies.reserve(person.keys, bot)
+        await self.limits.admit(person.keys, text, asked)  # holds the writer's place with each bot asked
         try:
             message = await self.store.add(Message(author=person.name, author_id=person.id, body=text))
         except Exception as error:
             for bot in asked:
-                self.replies.release(person.keys, bot)
+                self.limits.release(person.keys, bot)
             log.exception('could not store a message')
             raise MessageRefused('Your message could not be saved (the database refused it). '
                                  'It is still in the box; try again in a moment.') from error
         self.publish(message)
         failed = []
-        for bot in asked:  # each start gives its reservation back, whatever happens
+        for bot in asked:
             try:
                 await self.replies.start(bot, message, person.keys)
             except Exception:
                 log.exception('could not start the reply of @%s', bot.name)
                 failed.append(f'@{bot.name}')
+            finally:  # the reply holds the place now (no await since it joined the replies in progress), or none does
+                self.limits.release(person.keys, bot)
         if failed:
             raise MessageRefused(f'Your message was sent, but {" and ".join(failed)} could not start a reply (the '
                                  'database refused it). Ask again in a moment.')

@@ -296,7 +296,7 @@ async def test_pressing_stop_again_while_the_reply_ends_still_ends_it_cleanly(
         await asyncio.sleep(0)
     assert reply_id not in room.replies.in_progress, 'the reply never ended'
     reply = await finished_reply(room)
-    assert reply.status == Status.STOPPED and not room.replies.in_progress and not room.replies.reserved
+    assert reply.status == Status.STOPPED and not room.replies.in_progress and not room.limits.reserved
     assert gc.get_threshold()[2] != PUT_OFF, 'full garbage collections stayed off'
 
 

@@ -6,18 +6,29 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-CHAT = Path(__file__).parent.parent / 'chat'
-MODULES = sorted(path for path in CHAT.rglob('*.py') if 'migrations' not in path.parts)
+ROOT = Path(__file__).parent.parent
+CHAT = ROOT / 'chat'
+MODULES = sorted(CHAT.rglob('*.py'))  # the app's package, its migrations included
+APP_FILES = [ROOT / 'main.py', *MODULES]
+EVERY_FILE = sorted(path for folder in ('chat', 'bench', 'tests', 'scripts') for path in (ROOT / folder).rglob('*.py'))
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(CHAT.parent).with_suffix('').parts
+    parts = path.relative_to(ROOT).with_suffix('').parts
     return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
 
 
+def with_parents(name: str) -> set[str]:
+    """Importing chat.ui.avatars runs chat/__init__.py and chat/ui/__init__.py first: those are imports too."""
+    parts = name.split('.')
+    return {'.'.join(parts[:end]) for end in range(1, len(parts) + 1)}
+
+
 def imported_modules(path: Path) -> set[str]:
-    """Every chat module this file imports, wherever the import stands (TYPE_CHECKING blocks and functions too)."""
-    package = module_name(path) if path.name == '__init__.py' else module_name(path).rpartition('.')[0]
+    """Every chat module this file imports, wherever the import stands (TYPE_CHECKING blocks and functions too),
+    with the packages that importing it runs. Its own packages are left out: they are being imported already."""
+    name = module_name(path)
+    package = name if path.name == '__init__.py' else name.rpartition('.')[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -30,7 +41,8 @@ def imported_modules(path: Path) -> set[str]:
             # `from . import x` and `from .pkg import module` may name modules: count those that are
             found |= {base} | {f'{base}.{alias.name}' for alias in node.names}
     known = {module_name(module) for module in MODULES}
-    return {name for name in found if name in known and name != module_name(path)}
+    imported = {parent for found_name in found if found_name in known for parent in with_parents(found_name)}
+    return imported - with_parents(name)
 
 
 def test_no_import_cycle_anywhere_in_chat() -> None:
@@ -50,22 +62,46 @@ def test_no_import_cycle_anywhere_in_chat() -> None:
         visit(module, [])
 
 
+def uses_nicegui_ui(tree: ast.AST) -> bool:
+    """`from nicegui import ui`, `import nicegui.ui`, `from nicegui.ui import label`, or `nicegui.ui` reached as an
+    attribute of `import nicegui`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == 'nicegui' and 'ui' in {alias.name for alias in node.names}:
+                return True
+            if node.module == 'nicegui.ui' or node.module.startswith('nicegui.ui.'):
+                return True
+        if isinstance(node, ast.Import) and any(alias.name.startswith('nicegui.ui') for alias in node.names):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == 'ui' and getattr(node.value, 'id', '') == 'nicegui':
+            return True
+    return False
+
+
 def test_only_chat_ui_builds_ui() -> None:
-    builders = []
-    for path in MODULES:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == 'nicegui' and 'ui' in {a.name for a in node.names}:
-                builders.append(module_name(path))
-            if isinstance(node, ast.Import) and 'nicegui.ui' in {alias.name for alias in node.names}:
-                builders.append(module_name(path))
+    builders = [module_name(path) for path in APP_FILES if uses_nicegui_ui(ast.parse(path.read_text()))]
     assert builders and all(name.startswith('chat.ui') for name in builders), builders
 
 
-def test_functions_are_under_50_lines_and_modules_say_what_they_own() -> None:
-    for path in MODULES:
-        tree = ast.parse(path.read_text())
-        assert ast.get_docstring(tree), f'{path.relative_to(CHAT.parent)} has no docstring'
-        for node in ast.walk(tree):
+def test_the_ui_check_sees_every_way_of_importing_it() -> None:
+    for source in ('from nicegui import app, ui', 'import nicegui.ui', 'from nicegui.ui import label',
+                   'import nicegui\nnicegui.ui.label()'):
+        assert uses_nicegui_ui(ast.parse(source)), source
+    assert not uses_nicegui_ui(ast.parse('from nicegui import Event, app'))
+
+
+def test_every_chat_module_says_what_it_owns() -> None:
+    for path in APP_FILES:
+        assert ast.get_docstring(ast.parse(path.read_text())), f'{path.relative_to(ROOT)} has no docstring'
+
+
+def test_functions_are_under_50_lines_everywhere() -> None:
+    """The app, the tests, the benchmark and the scripts alike."""
+    too_long = []
+    for path in [ROOT / 'main.py', *EVERY_FILE]:
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = node.end_lineno - node.lineno + 1  # type: ignore[operator]
-                assert length < 50, f'{path.relative_to(CHAT.parent)}:{node.lineno} {node.name} has {length} lines'
+                if length >= 50:
+                    too_long.append(f'{path.relative_to(ROOT)}:{node.lineno} {node.name} has {length} lines')
+    assert not too_long, too_long

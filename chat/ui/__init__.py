@@ -1,31 +1,56 @@
 """Everything that touches `nicegui.ui`, and the wiring: the room made, opened at start-up, closed at shutdown, served.
 
-`build_app` is the one place where the parts meet: the bot, the store and the room; the page; and the optional
-parts (the relay between instances on PostgreSQL, the garbage-collection policy).
+`build_app` is the one place where the parts meet: the bots, the store and the room; the page; and the optional
+parts (the relay between instances on PostgreSQL, the garbage-collection policy). `serve` runs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import secrets
+import signal
+import sys
 
-from nicegui import Client, app, background_tasks
+from nicegui import Client, app, background_tasks, ui
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..config import Settings
 from ..demo_bot import DemoProvider
 from ..performance.gc_policy import FullCollectionsWhenQuiet, set_aside_start_up_objects
 from ..performance.pacing import Pacer
+from ..providers import ProviderError
 from ..room import Room
-from ..roster import make_bots
+from ..roster import BotsFileError, make_bots
 from ..seed import play_script
 from ..store import Store
-from .access import RoomDoor, served_hosts
+from .access import RoomDoor, invite_link, room_key, served_hosts
 from .guard import guard_socket_messages
 from .page import register_page
 from .security import ContentSecurityPolicy
 from .stream import ReplyTextBroadcast
 
 log = logging.getLogger(__name__)
+
+
+def serve(settings: Settings) -> None:
+    """Build the app and run it until Ctrl-C: in a browser tab, or in a desktop window with `--native`."""
+    key = room_key(settings)  # off loopback, the room opens only with its key
+    try:
+        build_app(settings, key)
+    except (ProviderError, BotsFileError) as error:  # a local model that cannot load, a bots file that cannot be used
+        sys.exit(str(error))
+    if key:
+        print(f'The room needs its key. Invite people with this link (anyone who has it can read the room and ask '
+              f'its bots):\n    {invite_link(settings, key)}', flush=True)
+    if settings.native:  # the window would outlive a plain SIGTERM; let it end the app as Ctrl-C does
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop: no traceback
+        ui.run(host=settings.host, port=settings.port, title='Streaming chat', favicon='💬',
+               show=f'/?key={key}' if key and settings.show_browser else settings.show_browser,
+               native=settings.native, window_size=(1100, 800) if settings.native else None, reload=False,
+               show_welcome_message=False,
+               storage_secret=secrets.token_urlsafe(32))  # signs the browser's cookie: limits count per browser too
 
 
 def build_app(settings: Settings, room_key: str | None = None) -> Room:
