@@ -278,6 +278,13 @@ class Replies:
         if growth:
             self.news.grew(growth)
 
+    def streams(self, message_id: int) -> bool:
+        """Whether this reply is being written here (in this process)."""
+        return message_id in self.in_progress
+
+    def streaming_here(self) -> list[int]:
+        return list(self.in_progress)
+
     def forget(self, reply: ReplyStream) -> None:
         self.in_progress.pop(reply.id, None)
 

@@ -117,6 +117,10 @@ class Room:
         self.recent.append(message)
         self.added.emit(message)
 
+    def message_in_memory(self, message_id: int) -> Message | None:
+        """One of the newest messages, as the tabs know it (None if it is older, or new to this instance)."""
+        return next((message for message in self.recent if message.id == message_id), None)
+
     def reply_so_far(self, message_id: int) -> LiveMarkdown | None:
         """A reply in progress as far as it got (its text and finished blocks), from its owner: the reply itself if it
         streams here, else the relay (another instance writes it). None once it has ended."""

@@ -11,10 +11,9 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Update
 from sqlmodel import Session, col, delete, func, select, update
 
 from .database import create_database_engine, upgrade
@@ -25,12 +24,9 @@ T = TypeVar('T')
 
 
 class Store:
-    def __init__(self, url: str, *, reply_lease_seconds: float | None = None) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_database_engine(url)
-        # Several instances on one database (chat/instances/relay.py): a reply in progress carries a lease, which
-        # the instance writing it keeps renewing; a reply whose lease ran out lost its instance.
-        self.reply_lease_seconds = reply_lease_seconds
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix='store')
         self.commits = 0  # counted for tests and the benchmark: coalescing must keep this low
 
@@ -59,10 +55,12 @@ class Store:
         def work(session: Session) -> Message:
             session.add(message)
             session.flush()  # assigns the id
-            if self.reply_lease_seconds and message.status.in_progress:
-                session.exec(lease([message.id], self.reply_lease_seconds))  # type: ignore[call-overload, list-item]
+            self.adding(session, message)
             return message
         return await self._run(work, write=True)
+
+    def adding(self, session: Session, message: Message) -> None:
+        """Written with a new message, in its transaction (chat/instances/leases.py gives a new reply its lease)."""
 
     def save(self, message_id: int, **changes: Any) -> asyncio.Future[None]:
         """Write some fields of one message (a reply's text so far, its status, its usage). Handed to the database
@@ -112,8 +110,8 @@ class Store:
 
     async def interrupt_abandoned_replies(self, sparing: Iterable[int] = ()) -> list[int]:
         """Mark as interrupted the replies in progress that no process is writing any more, except those in
-        `sparing` (written by this one); returns their ids. Without leases (one instance) that is every reply in
-        progress; with them, those whose lease ran out, by the database's clock."""
+        `sparing` (written by this one); returns their ids. With one instance that is every reply in progress; with
+        several (chat/instances/leases.py), those whose lease ran out, by the database's clock."""
         abandoned = col(Message.status).in_([status for status in Status if status.in_progress]) \
             & (col(Message.lease_until).is_(None) | (col(Message.lease_until) < func.now()))
         if sparing := list(sparing):
@@ -123,17 +121,6 @@ class Store:
             updated_at=utc_now())
         return await self._run(lambda session: list(session.exec(statement).scalars()), write=True)
 
-    async def renew_leases(self, message_ids: list[int]) -> None:
-        """Keep these replies' leases `reply_lease_seconds` in the future, by the database's clock."""
-        assert self.reply_lease_seconds
-        statement = lease(message_ids, self.reply_lease_seconds)
-        await self._run(lambda session: session.exec(statement), write=True)  # type: ignore[call-overload]
-
     async def delete_all(self) -> int:
         return await self._run(lambda session: session.exec(delete(Message)).rowcount, write=True)
 
-
-def lease(message_ids: list[int], seconds: float) -> Update:
-    """Set the lease of these replies `seconds` from now by the database's clock (the machines' clocks may differ)."""
-    renewed = func.now() + timedelta(seconds=seconds)
-    return update(Message).where(col(Message.id).in_(message_ids)).values(lease_until=renewed)

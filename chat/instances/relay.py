@@ -29,6 +29,7 @@ from ..markdown import LiveMarkdown
 from ..models import Message, Status
 from ..reply import Growth
 from ..room import Room
+from .leases import LeasedStore
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +174,6 @@ class PostgresRelay:
         finally:
             self.repeating = False
 
-    def message_in_memory(self, message_id: int) -> Message | None:
-        return next((message for message in self.room.recent if message.id == message_id), None)
-
     async def show(self, news: dict[str, Any]) -> None:
         """Another instance's news, told to this instance's tabs through the room's own events."""
         event = news['event']
@@ -183,15 +181,15 @@ class PostgresRelay:
             self.room.replies.stop(news['id'], str(news.get('by', '')))
         elif event == 'added':
             message = await self.room.store.get(news['id'])
-            if message is not None and self.message_in_memory(news['id']) is None:
+            if message is not None and self.room.message_in_memory(news['id']) is None:
                 self.show_added(message)
         elif event == 'grew':
             await self.show_grew(news['pieces'])
-        elif event == 'changed' and news['id'] not in self.room.replies.in_progress:  # a reply written here: no
+        elif event == 'changed' and not self.room.replies.streams(news['id']):  # a reply written here: no
             await self.show_changed(news)
 
     def show_added(self, message: Message) -> None:
-        if message.status.in_progress and message.id not in self.room.replies.in_progress:
+        if message.status.in_progress and not self.room.replies.streams(message.id):  # type: ignore[arg-type]
             self.followed[message.id] = LiveMarkdown(message.body)  # type: ignore[index]
         with self.repeating_news():
             self.room.publish(message)
@@ -229,7 +227,7 @@ class PostgresRelay:
         live.text += piece[len(live.text) - at:]
 
     async def show_changed(self, news: dict[str, Any]) -> None:
-        message = self.message_in_memory(news['id']) or await self.room.store.get(news['id'])
+        message = self.room.message_in_memory(news['id']) or await self.room.store.get(news['id'])
         if message is None:
             return
         for name in STATUS_FIELDS:
@@ -257,10 +255,10 @@ class PostgresRelay:
         """Compare this instance's room with the database: messages it never heard of, replies that ended."""
         for stored in await self.room.store.recent(self.room.settings.history_size):
             assert stored.id is not None
-            message = self.message_in_memory(stored.id)
+            message = self.room.message_in_memory(stored.id)
             if message is None:
                 self.show_added(stored)
-            elif (message.status.in_progress and stored.id not in self.room.replies.in_progress
+            elif (message.status.in_progress and not self.room.replies.streams(stored.id)
                   and stored.id not in self.followed):
                 self.followed[stored.id] = LiveMarkdown(message.body)  # loaded as the room opened
             if message is not None and stored.id in self.followed and not stored.status.in_progress:
@@ -277,16 +275,18 @@ class PostgresRelay:
         with anything a missed notice did not tell."""
         renewed_at = swept_at = 0.0
         loop = asyncio.get_running_loop()
+        store = self.room.store
+        assert isinstance(store, LeasedStore), 'several instances need a store that keeps leases (leases.py)'
         while True:
             try:
                 if loop.time() - renewed_at >= RENEW_EVERY:
-                    if here := list(self.room.replies.in_progress):
-                        await self.room.store.renew_leases(here)
+                    if here := self.room.replies.streaming_here():
+                        await store.renew_leases(here)
                     renewed_at = loop.time()
                 if loop.time() - swept_at >= SWEEP_EVERY:
                     swept_at = loop.time()
-                    for message_id in await self.room.store.interrupt_abandoned_replies(
-                            sparing=self.room.replies.in_progress):
+                    for message_id in await store.interrupt_abandoned_replies(
+                            sparing=self.room.replies.streaming_here()):
                         log.warning('reply %s lost its instance (its lease ran out): marked interrupted', message_id)
                     await self.catch_up()  # shows those ends here; the other instances' catching up, there
             except asyncio.CancelledError:

@@ -58,9 +58,10 @@ def build_app(settings: Settings, room_key: str | None = None) -> Room:
     browsers that came with `room_key` (if there is one) and only under the names it is served as."""
     several_instances = settings.db_url.startswith('postgresql')  # other instances may share a PostgreSQL room
     if several_instances:
+        from ..instances.leases import LeasedStore
         from ..instances.relay import LEASE_SECONDS, PostgresRelay  # psycopg is an optional extra
 
-    store = Store(settings.db_url, reply_lease_seconds=LEASE_SECONDS if several_instances else None)
+    store = LeasedStore(settings.db_url, LEASE_SECONDS) if several_instances else Store(settings.db_url)
     room = Room(settings, store, make_bots(settings))
     app.add_middleware(ContentSecurityPolicy)
     hosts = served_hosts(settings)

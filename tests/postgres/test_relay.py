@@ -34,12 +34,12 @@ from nicegui import Event
 from chat.bot import Bot
 from chat.config import Settings
 from chat.instances import relay as relay_module
+from chat.instances.leases import LeasedStore
 from chat.instances.relay import PostgresRelay
 from chat.models import Message, Status
 from chat.providers import Request
 from chat.reply import Growth
 from chat.room import Person, Room
-from chat.store import Store
 
 NOTIFY_LIMIT = 8000  # PostgreSQL refuses a NOTIFY payload of 8000 bytes or more ("payload string too long")
 CONTROL = ''.join(map(chr, range(1, 32)))  # JSON writes most of these as \u00XX: 6 bytes for one character
@@ -142,7 +142,7 @@ async def new_listener(url: str, known: set[int]) -> int:
 async def start_instance(url: str, lease: float) -> Instance:
     settings = Settings(db=url)
     model = ScriptedModel()
-    room = Room(settings, Store(settings.db_url, reply_lease_seconds=lease), [Bot('gpt', model, 'Answer.', 1000)])
+    room = Room(settings, LeasedStore(settings.db_url, lease), [Bot('gpt', model, 'Answer.', 1000)])
     instance = Instance(room, PostgresRelay(room, settings.db_url), model, Seen().follow(room))
     known = await listeners(url)
     await room.open()
