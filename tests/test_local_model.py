@@ -66,7 +66,7 @@ class FakeModel:
 
 
 @dataclass(frozen=True)
-class InLine:
+class WaitingInLine:
     """The provider said this question waits in line (True), or that its turn came (False)."""
 
     waiting: bool
@@ -75,7 +75,7 @@ class InLine:
 async def collect(provider: LocalModelProvider, max_tokens: int = 100) -> list[Any]:
     """What a reply hears from the provider, in order: its text pieces and waits in line, then the usage."""
     items: list[Any] = []
-    request = Request(QUESTION, max_tokens, waiting_in_line=lambda waiting: items.append(InLine(waiting)))
+    request = Request(QUESTION, max_tokens, waiting_in_line=lambda waiting: items.append(WaitingInLine(waiting)))
     async for text in provider.stream(request):
         items.append(text)
     return [*items, request.usage]
@@ -107,8 +107,8 @@ async def test_two_questions_at_once_are_answered_one_after_the_other() -> None:
     model = FakeModel(pieces=5, seconds_per_piece=0.02)
     provider = LocalModelProvider(model)
     first, second = await asyncio.gather(collect(provider), collect(provider))
-    assert InLine(waiting=True) not in first
-    assert second[:2] == [InLine(waiting=True), InLine(waiting=False)]  # it waited, visibly, then had its turn
+    assert WaitingInLine(waiting=True) not in first
+    assert second[:2] == [WaitingInLine(waiting=True), WaitingInLine(waiting=False)]  # it waited, visibly, then had its turn
     assert [item for item in second[2:] if isinstance(item, str)] == [f'w2.{index} ' for index in range(5)]
     spans = model.spans()
     assert spans[1][1] <= spans[2][0], 'the second generation started before the first ended'

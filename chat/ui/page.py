@@ -139,8 +139,8 @@ def register_page(room: Room, broadcast: ReplyTextBroadcast, pacer: Pacer) -> No
     @ui.page('/', title='Streaming chat')
     async def index() -> None:
         client = ui.context.client
-        await client.connected()  # the tab's storage (who this tab is) needs the socket
         await room.ready.wait()  # NiceGUI runs start-up hooks in the background: a tab may arrive first
+        await client.connected()  # the tab's storage (who this tab is) needs the socket: nothing awaited after this
         if client.is_deleted:  # it never connected (curl, a link preview, a tab closed at once) and was pruned
             return
         identity = app.storage.tab.get('identity') or new_identity(room)
