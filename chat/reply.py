@@ -254,10 +254,15 @@ class Replies:
             if any((key, bot.name) in pending for key in keys):
                 return (f'@{bot.name} is still answering your last question. Wait for it, or press its Stop button, '
                         'then ask again. Your message is still in the box.')
-        if (count := len(self.reserved) + len(self.in_progress)) + len(bots) > self.settings.max_replies_at_once:
-            return (f'The bots are already writing {count} replies, and this room allows '
-                    f'{self.settings.max_replies_at_once} at once. Try again in a moment; your message is still in the '
-                    'box.')
+        cap = self.settings.max_replies_at_once
+        count = len(self.reserved) + len(self.in_progress)
+        replies = {number: f'{number} {"reply" if number == 1 else "replies"}' for number in (cap, count)}
+        if len(bots) > cap:  # waiting would not help: ask fewer at once
+            return (f'This room allows {replies[cap]} at once: ask fewer bots in one message. Your message is still '
+                    'in the box.')
+        if count + len(bots) > cap:
+            return (f'The bots are already writing {replies[count]}, and this room allows {cap} at once. Try again '
+                    'in a moment; your message is still in the box.')
         return None
 
     def reserve(self, keys: tuple[str, ...], bot: Bot) -> None:

@@ -23,7 +23,7 @@ from chat.providers import OpenAIProvider, Request
 from chat.room import Room
 from chat.roster import BotsFileError, make_bots
 
-from .conftest import SentReplyText, eventually, open_room
+from .conftest import SentReplyText, eventually, open_room, status_shown
 from .fake_openai import FakeOpenAI, Script, numbered_tokens, split_reply
 from .test_bot import ask
 
@@ -233,6 +233,51 @@ async def test_a_bot_with_a_server_of_its_own_is_not_sent_the_openai_key(tmp_pat
     assert 'sk-openai-secret' not in json.dumps(request['headers']) and request['body']['model'] == 'llama3.2'
     keyless = write(tmp_path, '[[bots]]\nname = "llama"\nprovider = "openai"')  # OPENAI_BASE_URL's server needs none
     assert [bot.name for bot in make_bots(Settings(bots_file=str(keyless), base_url=fake_openai.base_url))] == ['llama']
+
+
+async def test_a_replys_bubble_names_its_model_from_thinking_to_stopped(user: User, room: Room,
+                                                                       fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(300), delay=0.02, first_token_delay=0.5)
+    await open_room(user)
+    await ask(user, '@helper go on')
+    await eventually(lambda: replies(room))
+    reply_id = replies(room)[0].id
+    assert reply_id is not None
+    await eventually(lambda: 'helper-model · thinking…' in status_shown(user, reply_id))
+    await eventually(lambda: 'helper-model · writing…' in status_shown(user, reply_id))
+    room.stop(reply_id)
+    await eventually(lambda: 'helper-model · Stopped' in status_shown(user, reply_id))
+
+
+class TestOneReplyAtOnce:
+    """--max-replies-at-once 1: a message to two bots can never pass, and is told so; one to one bot waits its turn."""
+
+    @pytest.fixture
+    def app_args(self, openai_args: list[str], bots_file: Path) -> list[str]:
+        return [*openai_args, '--bots', str(bots_file), '--max-replies-at-once', '1']
+
+    async def test_the_cap_says_whether_waiting_helps(self, create_user: Callable[[], User], room: Room,
+                                                      fake_openai: FakeOpenAI) -> None:
+        fake_openai.script = Script(tokens=numbered_tokens(300), delay=0.02)
+        first, second = create_user(), create_user()
+        await open_room(first)
+        await open_room(second)
+        await ask(first, '@critic and @helper, both of you')
+        await eventually(lambda: 'This room allows 1 reply at once: ask fewer bots in one message' in error_of(first))
+        assert not room.replies.in_progress
+        with first:
+            first.find(marker='input').elements.pop().value = ''
+        await ask(first, '@critic alone')
+        await eventually(lambda: len(room.replies.in_progress) == 1)
+        await ask(second, '@helper meanwhile')
+        await eventually(lambda: 'already writing 1 reply, and this room allows 1 at once. Try' in error_of(second))
+        for reply_id in list(room.replies.in_progress):
+            room.stop(reply_id)
+
+
+def error_of(user: User) -> str:
+    with user:
+        return user.find(marker='input').elements.pop().error or ''
 
 
 def test_a_demo_bot_from_a_file_says_its_own_name_and_what_to_change(tmp_path: Path) -> None:
