@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from nicegui import ui
+from nicegui import ElementFilter, ui
 from nicegui.testing import User
 
 from chat import roster
@@ -143,8 +143,11 @@ async def test_one_pending_question_per_person_and_bot(create_user: Callable[[],
 
 async def test_the_bots_are_listed_and_offered_as_you_type_an_at(user: User, room: Room) -> None:
     await open_room(user)
-    await user.should_see('@critic · critic-model')
-    await user.should_see('@helper · helper-model')
+    with user:  # in "Here now", first, with their model, before the people (who are the ones counted)
+        (drawer,) = ElementFilter(kind=ui.right_drawer)
+        rows = [element.text for element in drawer.descendants() if isinstance(element, ui.label) and element.text]
+    (me,) = room.people.values()
+    assert rows == ['Here now (1)', '@critic · critic-model', '@helper · helper-model', f'{me.name} (you)'], rows
     user.find(marker='input').type('thanks @h')
     with user:
         items = [item for item in user.find(marker='bot-suggestions').elements.pop().descendants()
