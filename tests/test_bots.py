@@ -22,6 +22,7 @@ from chat.models import Kind, Message
 from chat.providers import OpenAIProvider, Request
 from chat.room import Room
 from chat.roster import BotsFileError, make_bots
+from chat.seed import SCRIPT, play_script
 
 from .conftest import SentReplyText, eventually, open_room, status_shown
 from .fake_openai import FakeOpenAI, Script, numbered_tokens, split_reply
@@ -308,3 +309,12 @@ def test_chat_bots_names_the_file_and_the_flag_wins(tmp_path: Path, monkeypatch:
     monkeypatch.setenv('CHAT_BOTS', str(from_variable))
     assert [bot.name for bot in make_bots(parse_settings([]))] == ['critic']
     assert [bot.name for bot in make_bots(parse_settings(['--bots', str(from_flag)]))] == ['helper']
+
+
+async def test_the_first_run_script_asks_the_first_bot_of_a_file_without_gpt(user: User, room: Room) -> None:
+    await open_room(user)
+    await play_script(room, speed=20)
+    await eventually(lambda: len(replies(room)) == 2 and not room.replies.in_progress)
+    asked = [m for m in room.recent if m.kind == Kind.USER and '@critic' in m.body]
+    assert [m.body for m in asked] == [text.replace('@gpt', '@critic') for _, _, text in SCRIPT if '@gpt' in text]
+    assert [(m.author, m.reply_to) for m in replies(room)] == [('critic', m.id) for m in asked]
