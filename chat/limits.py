@@ -125,11 +125,15 @@ class Limits:
             if any((key, bot.name) in pending for key in keys):
                 raise MessageRefused(f'@{bot.name} is still answering your last question. Wait for it, or press its '
                                      'Stop button, then ask again. Your message is still in the box.')
-        if (count := len(self.reserved) + len(self.replies.in_progress)) + len(asked) > \
-                self.settings.max_replies_at_once:
-            raise MessageRefused(f'The bots are already writing {count} replies, and this room allows '
-                                 f'{self.settings.max_replies_at_once} at once. Try again in a moment; your message is '
-                                 'still in the box.')
+        cap = self.settings.max_replies_at_once
+        count = len(self.reserved) + len(self.replies.in_progress)
+        replies = {number: f'{number} {"reply" if number == 1 else "replies"}' for number in (cap, count)}
+        if len(asked) > cap:  # waiting would not help: ask fewer at once
+            raise MessageRefused(f'This room allows {replies[cap]} at once: ask fewer bots in one message. Your '
+                                 'message is still in the box.')
+        if count + len(asked) > cap:
+            raise MessageRefused(f'The bots are already writing {replies[count]}, and this room allows {cap} at once. '
+                                 'Try again in a moment; your message is still in the box.')
 
     async def check_the_room_may_ask(self, questions: int) -> None:
         now = utc_now()

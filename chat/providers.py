@@ -54,11 +54,13 @@ class ProviderError(Exception):
 class OpenAIProvider:
     def __init__(self, settings: Settings, *, model: str | None = None, base_url: str | None = None,
                  api_key: str | None = None) -> None:
-        """OpenAI, or any server that speaks its API; `model`, `base_url` and `api_key` default to the settings'."""
+        """OpenAI, or any server that speaks its API; `model`, `base_url` and `api_key` default to the settings'
+        (`api_key=''`: send none, as to a server of a bot's own)."""
         self.name = 'GPT'
         self.model = self.description = model or settings.model  # the server's address is not for the page
         self.client = openai.AsyncOpenAI(
-            api_key=api_key or settings.api_key or 'no-key',  # local OpenAI-compatible servers often want none
+            # The SDK insists on a key; local OpenAI-compatible servers often want none and ignore this one.
+            api_key=(settings.api_key if api_key is None else api_key) or 'no-key',
             base_url=base_url or settings.base_url,
             max_retries=settings.max_retries,
             # Connect fast or fail fast; the read timeout is the reply's own watchdog, not the SDK's.

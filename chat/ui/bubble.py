@@ -44,11 +44,13 @@ def reply_details(message: Message) -> str:
 
 
 def status_line(message: Message) -> str:
-    """What the stamp under a message says: the time, then how a reply is doing or how it went."""
+    """What the stamp under a message says: the time, then for a reply the model that writes it (from its first
+    moment: with several bots, which one answers matters before the end), and how it is doing or how it went."""
     if message.kind != Kind.BOT:
         return local_time(message.created_at)
     if message.status in STATUS_LABELS:
-        note = ' '.join(part for part in (STATUS_LABELS[message.status], message.error or '') if part)
+        how = ' '.join(part for part in (STATUS_LABELS[message.status], message.error or '') if part)
+        note = ' · '.join(part for part in (message.model or '', how) if part)
     else:
         note = reply_details(message)
     return ' · '.join(part for part in (local_time(message.created_at), note) if part)

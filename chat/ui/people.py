@@ -101,12 +101,11 @@ class PeopleList:
         self.room = room
         self.me = me
         with ui.right_drawer(fixed=True).classes('bg-grey-1').props('width=200 breakpoint=700') as self.drawer:
-            ui.label('Bots').classes('text-sm text-grey-8 font-medium')
-            with ui.column().classes('gap-1 q-mb-sm').mark('bots'):
+            self.title = ui.label().classes('text-sm text-grey-8 font-medium')  # counts the people
+            with ui.column().classes('gap-1 q-mb-xs').mark('bots'):  # the bots first: always here, never counted
                 for bot in room.bots.values():  # a bot's mention, and the model that answers it
                     ui.label(f'@{bot.name} · {bot.provider.model}').classes('person-row text-sm') \
                         .style(f'background-image: url({BOT_AVATAR_URL})')
-            self.title = ui.label().classes('text-sm text-grey-8 font-medium')
             self.list = ui.column().classes('gap-1').mark('people')
             self.more = ui.label().classes('text-xs text-grey-7')
         self.rows: dict[str, ui.label] = {}

@@ -261,3 +261,35 @@ async def test_two_instances_share_the_days_token_budget(postgres_url: str, mode
     finally:
         for app in pair:
             app.stop()
+
+
+async def test_two_bots_replies_to_one_message_both_reach_the_other_instance_live(
+        postgres_url: str, model_server: FakeOpenAI, tmp_path: Path) -> None:
+    bots = tmp_path / 'bots.toml'
+    bots.write_text('[[bots]]\nname = "critic"\nprovider = "openai"\n[[bots]]\nname = "helper"\nprovider = "openai"\n')
+    pair = [instance(tmp_path / name, postgres_url, model_server.base_url, '--bots', str(bots)) for name in 'ab']
+
+    def bot_replies() -> list[Message]:
+        return [message for message in stored(postgres_url) if message.kind == Kind.BOT]
+
+    def ended() -> list[Message] | None:
+        replies = bot_replies()
+        return replies if not any(reply.status.in_progress for reply in replies) else None
+    try:
+        for app in pair:
+            app.start()
+        async with tabs_on(*pair) as (tab_a, tab_b):
+            await tab_a.ask('@critic and @helper, count for us [[tokens:300]] [[delay:0.02]]')
+            both = await until(lambda: len(replies := bot_replies()) == 2 and replies, 10, 'not two replies')
+            await until(lambda: all(len(streamed_text(tab_b, reply.id)) > 20 for reply in both), 10,  # type: ignore[arg-type]
+                        'the two replies did not both grow in the other instance\'s tab')
+            assert all(reply.status.in_progress for reply in bot_replies())  # they grew there while being written
+            done = await until(ended, 20, 'the replies did not end')
+            assert sorted((m.author, m.status, m.body) for m in done) == [
+                (name, Status.DONE, ''.join(numbered_tokens(300))) for name in ('critic', 'helper')]
+            for tab in (tab_a, tab_b):
+                for reply in done:
+                    await followed_to_the_end(tab, reply.id, reply.body, streamed_text)  # type: ignore[arg-type]
+    finally:
+        for app in pair:
+            app.stop()

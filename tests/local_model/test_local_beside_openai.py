@@ -1,0 +1,49 @@
+"""Without a bots file, OpenAI answers @gpt and, with the 'local' extra installed, the real SmolLM2 answers @local in
+the same room: a message that mentions both gets a reply from each, at the same time."""
+
+from __future__ import annotations
+
+import pytest
+from nicegui.testing import User
+
+from chat.local_model.provider import LocalModelProvider
+from chat.models import Status
+from chat.providers import OpenAIProvider
+from chat.room import Room
+
+from ..conftest import SentReplyText, eventually
+from ..fake_openai import FakeOpenAI, Script, numbered_tokens
+from ..test_bot import ask, replies
+
+
+@pytest.fixture
+def app_args(openai_args: list[str]) -> list[str]:
+    return [*openai_args, '--provider', 'auto', '--timeout', '30']  # auto: what a room without --provider has
+
+
+async def test_gpt_on_openai_and_local_on_smollm2_both_answer_one_message(
+        two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI, sent_reply_text: SentReplyText) -> None:
+    assert isinstance(room.bots['gpt'].provider, OpenAIProvider)
+    assert isinstance(room.bots['local'].provider, LocalModelProvider)
+    room.bots['local'].max_tokens = 40  # a short answer; @gpt's takes 10 s: still writing as SmolLM2 starts (loaded)
+    fake_openai.script = Script(tokens=numbered_tokens(200), delay=0.05)
+    asker, watcher = two_tabs
+    await ask(asker, '@gpt and @local: what is the sea?')
+    await eventually(lambda: len(replies(room)) == 2)
+    by_bot = {reply.author_id: reply for reply in replies(room)}
+    gpt, local = by_bot['bot:gpt'], by_bot['bot:local']
+    assert gpt.id is not None and local.id is not None
+    await eventually(lambda: gpt.id in room.replies.in_progress and local.id in room.replies.in_progress
+                     and len(room.replies.in_progress[local.id].text) > 10, 20, 'the two did not stream together')
+    await eventually(lambda: not gpt.status.in_progress and not local.status.in_progress, 60, 'a reply did not end')
+
+    assert (gpt.status, gpt.author, gpt.body) == (Status.DONE, 'GPT', ''.join(numbered_tokens(200)))
+    assert (local.status, local.author, local.model) == (Status.DONE, 'SmolLM2', 'SmolLM2')
+    assert len(local.body.split()) > 3 and ' w0' not in local.body, local.body  # the model's words, not the server's
+    (request,) = fake_openai.requests  # @local never reached the OpenAI server
+    assert request['body']['messages'][-1]['content'].endswith('@gpt and @local: what is the sea?')
+    for tab in (asker, watcher):
+        for reply in (gpt, local):
+            await eventually(lambda tab=tab, reply=reply: sent_reply_text.shown(tab, reply.id).split()
+                             == reply.body.split())
+
