@@ -108,7 +108,8 @@ async def test_two_questions_at_once_are_answered_one_after_the_other() -> None:
     provider = LocalModelProvider(model)
     first, second = await asyncio.gather(collect(provider), collect(provider))
     assert WaitingInLine(waiting=True) not in first
-    assert second[:2] == [WaitingInLine(waiting=True), WaitingInLine(waiting=False)]  # it waited, visibly, then had its turn
+    # it waited, visibly, then had its turn
+    assert second[:2] == [WaitingInLine(waiting=True), WaitingInLine(waiting=False)]
     assert [item for item in second[2:] if isinstance(item, str)] == [f'w2.{index} ' for index in range(5)]
     spans = model.spans()
     assert spans[1][1] <= spans[2][0], 'the second generation started before the first ended'
