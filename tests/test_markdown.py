@@ -202,6 +202,12 @@ def test_images_become_links_and_scripts_stay_text() -> None:
     assert '<script' not in html and '&lt;script&gt;' in html
 
 
+def test_data_and_javascript_links_lose_their_target() -> None:
+    html = render_markdown('[a](data:text/html,<script>alert(1)</script>) [b](DATA:text/html,x) '
+                           '[c](javascript:alert(1)) <data:text/html,x>\n\n[d][1]\n[1]: data:text/html,x')
+    assert what_could_run(html) == [] and html.count('<a') == 4, html
+
+
 def test_only_our_classes_survive_the_sanitizer() -> None:
     # Markdown escapes raw HTML, so this guards against the renderers: a class the page styles (a Quasar button,
     # a fixed overlay) would let a message dress up as part of the page.
