@@ -1,5 +1,5 @@
 """Where a reply's Markdown blocks end, read as the text arrives: a paragraph, a heading, a list item, a quote, a
-table, a fenced code block. markdown.py renders each block once it is finished.
+table, a fenced or indented code block. markdown.py renders each block once it is finished.
 
 Only complete lines are read (a line ends at "\n"; a "\r" before it is ignored), so where the text was cut into
 pieces never changes the blocks. A list is cut into its items, so a long list is formatted item by item. The rules
@@ -9,22 +9,25 @@ follow CommonMark where a model's Markdown needs them; skim this on a first read
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 FENCE = re.compile(r'^ {0,3}(`{3,}(?=[^`]*$)|~{3,})')  # an opening fence: ``` (no ` after it on the line) or ~~~
-FENCE_INSIDE = re.compile(r'^\s*(`{3,}|~{3,})')  # a fence in a list item, at any indent
+FENCE_INSIDE = re.compile(r'^\s*(`{3,}(?=[^`]*$)|~{3,})')  # a fence in a list item, at any indent
 HEADING = re.compile(r'^ {0,3}#{1,6}(?:[ \t]|$)')
 RULE = re.compile(r'^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$')
 SETEXT_UNDERLINE = re.compile(r'^ {0,3}(?:=+|-+)[ \t]*$')
 LIST_ITEM = re.compile(r'^( {0,3})([-*+]|\d{1,9}[.)])(?:([ \t]+)|$)')
 QUOTE = re.compile(r'^ {0,3}>')
+INDENTED_CODE = re.compile(r'^(?: {4}|\t)')  # a line of an indented code block (it cannot interrupt a paragraph)
 
 
 @dataclass
 class Block:
     start: int
     end: int
-    kind: str  # 'fence', 'item' (of a list), 'quote', 'heading', 'rule' or 'paragraph' (a table is one too)
+    kind: str  # 'fence', 'code' (indented), 'item' (of a list), 'quote', 'heading', 'rule' or 'paragraph' (or a table)
+    # An item's fenced code blocks: for each, where its opening fence starts and where its last line ends.
+    code: list[tuple[int, int]] = field(default_factory=list)
 
 
 class BlockSplitter:
@@ -66,8 +69,8 @@ class BlockSplitter:
             if blank:
                 return finished  # between blocks
             self._open(line, start)
-        elif self.block.kind == 'item' and FENCE_INSIDE.match(line) and not blank:
-            self._fence_inside_item(line)
+        elif self.block.kind == 'item' and not blank:
+            self._code_in_item(line, start)
         if not blank:
             self.block.end = start + len(line)  # type: ignore[union-attr]  # trailing blank lines belong to no block
         self.after_blank = blank
@@ -83,35 +86,48 @@ class BlockSplitter:
             kind = 'heading'
         elif RULE.match(line):
             kind = 'rule'
+        elif INDENTED_CODE.match(line):
+            kind = 'code'
         elif item := LIST_ITEM.match(line):
-            kind, self.fence = 'item', ''
+            kind = 'item'
             self.item_indent = len(item.group(1)) + len(item.group(2)) + len(item.group(3) or ' ')
         elif QUOTE.match(line):
             kind = 'quote'
         self.block = Block(start, start, kind)
+        if kind == 'item':
+            self._code_in_item(line, start, skip=self.item_indent)  # "- ```python": its text begins with code
 
     def _goes_on(self, line: str, blank: bool) -> bool:
         """Whether `line` still belongs to the block being written."""
         kind = self.block.kind  # type: ignore[union-attr]
-        if kind == 'fence' or (kind == 'item' and self.fence):
+        if kind == 'fence':
             return True  # until its closing fence
         if kind == 'paragraph':
             return not blank and (bool(SETEXT_UNDERLINE.match(line)) or not interrupts(line))
+        if kind == 'code':
+            return blank or bool(INDENTED_CODE.match(line))  # blank lines inside it are code
         indented = len(line) - len(line.lstrip(' ')) >= self.item_indent
         if kind == 'item':
             if blank:
                 return True  # the next line decides
-            if self.after_blank:
-                return indented  # a later paragraph of the same item
+            if self.fence or self.after_blank:
+                # Code in the item (even if its fence never closes), or a later paragraph of it: as far in as its
+                # text, or the item has ended.
+                return indented
             return indented or not interrupts(line)  # a lazy continuation line
         return not blank and (bool(QUOTE.match(line)) or not interrupts(line))  # a quote
 
-    def _fence_inside_item(self, line: str) -> None:
-        marker = FENCE_INSIDE.match(line).group(1)  # type: ignore[union-attr]
-        if not self.fence:
-            self.fence = marker
-        elif closes(line.strip(), self.fence):
-            self.fence = ''
+    def _code_in_item(self, line: str, start: int, skip: int = 0) -> None:
+        """Follows the fenced code blocks in a list item (its line, from `skip` on): an open one keeps the item going
+        through blank lines and lines that would start a block, and markdown.py draws each as a code block."""
+        code = self.block.code  # type: ignore[union-attr]
+        if self.fence:
+            code[-1] = (code[-1][0], start + len(line))
+            if closes(line.strip(), self.fence):
+                self.fence = ''
+        elif fence := FENCE_INSIDE.match(line[skip:]):
+            self.fence = fence.group(1)
+            code.append((start + skip + fence.start(1), start + len(line)))
 
     def _complete_with(self, line: str, start: int) -> bool:
         """A block that this line finishes on its own: a heading, a rule, a closed fence, a setext heading."""

@@ -1,9 +1,11 @@
 """What a reply looks like: its Markdown cut into blocks, each block rendered once, to HTML that cannot run anything.
 
 One renderer for a reply in every state. While it streams, each block (a paragraph, a heading, a list item, a quote,
-a table, a fenced code block) is rendered the moment it is finished, and the tabs show the block being written as
-text; a finished reply is the same blocks, rendered the same way. So what a reader saw while the reply grew is what
-stays: at most the last block gains its formatting.
+a table, a fenced or indented code block) is rendered the moment it is finished, and the tabs show the block being
+written as text; a finished reply is the same blocks, rendered the same way. So what a reader saw while the reply
+grew is what stays: at most the last block gains its formatting. Every code block, a list item's too, is drawn by
+Pygments in the same box. A block knows nothing of the others, so a reference link (`[text][1]`) is resolved only
+by a definition in its own block; a definition elsewhere is shown as a line of text with its address as a link.
 
 Text from the model is text that strangers can steer, so: raw HTML is escaped (shown as text), links with
 `javascript:`/`data:` targets lose them (markdown2's safe mode), every image becomes a plain link (an image would
@@ -31,7 +33,7 @@ from pygments.styles import get_style_by_name
 from pygments.token import STANDARD_TYPES, Text, Whitespace, _TokenType
 from pygments.util import ClassNotFound
 
-from .blocks import FENCE, BlockSplitter, closes
+from .blocks import FENCE, Block, BlockSplitter, closes
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ def split_blocks(text: str) -> list[tuple[str, str]]:
 @lru_cache(maxsize=512)  # every tab shows the same reply: render it once
 def render_markdown(text: str) -> str:
     """A finished reply's HTML: its blocks, each rendered as it was while the reply streamed."""
-    return ''.join(render_block(kind, block) for kind, block in split_blocks(text))
+    return ''.join(rendered(text, block) for block in BlockSplitter().split(text, final=True))
 
 
 class LiveMarkdown:
@@ -68,19 +70,27 @@ class LiveMarkdown:
         blocks = self.splitter.split(self.text, final=final)
         if not blocks and self.done == start:
             return None
-        new_html = ''.join(render_block(block.kind, self.text[block.start:block.end]) for block in blocks)
+        new_html = ''.join(rendered(self.text, block) for block in blocks)
         self.html += new_html
         return start, self.done, new_html
 
 
+def rendered(text: str, block: Block) -> str:
+    """One block of `text`, rendered."""
+    code = tuple((start - block.start, end - block.start) for start, end in block.code)
+    return render_block(block.kind, text[block.start:block.end], code)
+
+
 @lru_cache(maxsize=4096)
-def render_block(kind: str, block: str) -> str:
-    block = block.replace('\r\n', '\n').replace('\r', '\n')
+def render_block(kind: str, block: str, code: tuple[tuple[int, int], ...] = ()) -> str:
+    """`code`: where fenced code blocks lie inside a list item (from blocks.py), as offsets in `block`."""
     try:
         if kind == 'fence':
-            return render_code(block)
-        rendered = markdown2.markdown(block, safe_mode='escape', extras=EXTRAS)
-        return sanitized(LINK.sub(show_link_host, IMAGE.sub(image_as_link, rendered)))
+            return render_code(one_line_end(block))
+        if kind == 'code':  # indented by four spaces or a tab
+            return code_box(re.sub(r'^(?:\t| {1,4})', '', one_line_end(block), flags=re.MULTILINE), '')
+        rendered_html = sanitized(LINK.sub(show_link_host, IMAGE.sub(image_as_link, markdown_with_code(block, code))))
+        return EMPTY_PARAGRAPH.sub('', rendered_html)  # markdown2 leaves some around empty list items
     except RecursionError:  # thousands of nested quotes or lists: the text as it is, rather than fail
         return f'<p class="message-plain">{html.escape(block)}</p>'
     except Exception:  # a renderer's own bug must not stop a reply from ending: the text as it is
@@ -88,16 +98,63 @@ def render_block(kind: str, block: str) -> str:
         return f'<p class="message-plain">{html.escape(block)}</p>'
 
 
+def one_line_end(text: str) -> str:
+    return text.replace('\r\n', '\n').replace('\r', '\n')
+
+
+def markdown_with_code(block: str, code: tuple[tuple[int, int], ...]) -> str:
+    """A block through markdown2, but each fenced code block inside it (a list item's) drawn as a code block of its
+    own is: markdown2 would make struck-out text of a ~~~ fence, and inline code of one on the item's first line.
+    Each goes in as a placeholder, which markdown2 leaves alone, and comes back as its code box."""
+    boxes: list[str] = []
+    parts, at = [], 0
+    for fence_start, code_end in code if CODE_PLACE not in block else ():
+        line_start = block.rfind('\n', 0, fence_start) + 1
+        column = fence_start - line_start  # where the item's text starts: its code lines are indented as far
+        first, *lines = one_line_end(block[fence_start:code_end]).split('\n')
+        boxes.append(render_code('\n'.join([first, *(line[min(column, indent_of(line)):] for line in lines)])))
+        parts += [block[at:fence_start], f'{CODE_PLACE}{len(boxes) - 1}{CODE_PLACE}']
+        at = code_end
+    source = with_definitions_shown(one_line_end(''.join([*parts, block[at:]])))
+    html_out = markdown2.markdown(source, safe_mode='escape', extras=EXTRAS)
+    return re.sub(rf'(?:<p>)?{CODE_PLACE}(\d+){CODE_PLACE}(?:</p>)?', lambda place: boxes[int(place[1])], html_out)
+
+
+def with_definitions_shown(block: str) -> str:
+    """A block is rendered alone, so a reference link's definition ("[1]: https://...") can only serve links in its
+    own block; elsewhere the link stays as written. A definition that no link in its block uses is shown as a line
+    of text, its address a link, rather than vanish (markdown2 would drop it): the reader still finds the address."""
+    definitions = list(DEFINITION.finditer(block))
+    rest = DEFINITION.sub('', block)
+    shown = [definition for definition in definitions
+             if not re.search(rf'\[{re.escape(definition["label"])}\]', rest, re.IGNORECASE)]
+    starts = {definition.start() for definition in shown}
+    for definition in reversed(shown):
+        address = definition['address'].strip('<>')
+        address = f'<{address}>' if re.match(r'https?://', address, re.IGNORECASE) else address
+        line_break = '  ' if definition.end() + 1 in starts else ''  # shown definitions one a line, as written
+        line = f'{definition["indent"]}\\[{definition["label"]}\\]: {address}{definition["title"]}{line_break}'
+        block = block[:definition.start()] + line + block[definition.end():]
+    return block
+
+
+def indent_of(line: str) -> int:
+    return len(line) - len(line.lstrip(' '))
+
+
 def render_code(block: str) -> str:
     """A fenced code block: highlighted when its language is known, with the language named above it."""
     opener, _, body = block.partition('\n')
-    indent = len(opener) - len(opener.lstrip(' '))
+    indent = indent_of(opener)
     fence = FENCE.match(opener).group(1)  # type: ignore[union-attr]
     language = opener.strip()[len(fence):].strip().split(' ')[0]
     lines = body.split('\n') if body else []
     if lines and closes(lines[-1], fence):
         lines.pop()
-    code = '\n'.join(line[min(indent, len(line) - len(line.lstrip(' '))):] for line in lines)
+    return code_box('\n'.join(line[min(indent, indent_of(line)):] for line in lines), language)
+
+
+def code_box(code: str, language: str) -> str:
     try:
         lexer = get_lexer_by_name(language) if language else TextLexer()
     except ClassNotFound:
@@ -127,6 +184,11 @@ def plain_token_classes() -> set[str]:
 
 
 PLAIN_TOKEN = re.compile(rf'<span class="(?:{"|".join(sorted(plain_token_classes()))})">([^<]*)</span>')
+CODE_PLACE = 'qzcodeplaceqz'  # where a code block inside an item goes back in: letters only, which markdown2 keeps
+EMPTY_PARAGRAPH = re.compile(r'<p>\s*</p>\n?')
+# A reference link's definition, as markdown2 reads it: "[label]: address" and maybe a title, on one line.
+DEFINITION = re.compile(r'^(?P<indent> {0,3})\[(?P<label>[^\]\n]+)\]:[ \t]*(?P<address>\S+)(?P<title>[^\n]*)$',
+                        re.MULTILINE)
 IMAGE = re.compile(r'<img src="([^"]*)" alt="([^"]*)"(?: title="[^"]*")? ?/?>')
 LINK = re.compile(r'<a href="([^"]*)"([^>]*)>(.*?)</a>', re.DOTALL)
 # What Markdown makes, and nothing else: the tags, table alignment, links, and our own classes and Pygments' (a
@@ -152,9 +214,13 @@ def image_as_link(match: re.Match[str]) -> str:
 def show_link_host(match: re.Match[str]) -> str:
     """A link whose text is not its address shows the address's host, so a reader sees where it goes."""
     address, attributes, text = match.groups()
-    host = urlsplit(html.unescape(address)).hostname
+    try:
+        host = urlsplit(html.unescape(address)).hostname
+    except ValueError:  # not an address a browser could open ("http://[oops]/"): no host to show
+        return match.group(0)
     shown = html.unescape(re.sub(r'<[^>]+>', '', text))
-    if not host or host in shown:
+    # The host as a whole name in the text: "apple.com" does not vouch for le.com, nor "x.com.evil.net" for x.com.
+    if not host or re.search(rf'(?<![\w.-]){re.escape(host)}(?![\w-]|\.\w)', shown, re.IGNORECASE):
         return match.group(0)
     return f'<a href="{address}"{attributes}>{text} <span class="link-host">({html.escape(host)})</span></a>'
 

@@ -32,7 +32,8 @@ unicode_text = st.text(any_character, min_size=1, max_size=400)
 TRICKY_PIECES = [
     '\u202e', '\u200f', '\u200d', '👨\u200d👩\u200d👧', '🇩🇪', 'e\u0301', '\x00', '\x1b[31m', '\r\n', '\t', '<script>',
     '</div>', '<img src=x onerror=alert(1)>', '[a](javascript:alert(1))', '![i](http://evil.example/x.png)', '```',
-    '> ', '* ', '1. ', '    ', '|a|b|\n|-|-|', '**', '_', '`', '\\', '&amp;', '&#x3C;', '@gpt', 'x' * 300]
+    '> ', '* ', '1. ', '    ', '|a|b|\n|-|-|', '**', '_', '`', '\\', '&amp;', '&#x3C;', '@gpt', 'x' * 300,
+    '[d](data:text/html,<script>alert(1)</script>)', '~~~\n', '- ```py\n', '\n  ```\n', '[1]: data:text/html,x\n']
 tricky_text = st.lists(st.sampled_from(TRICKY_PIECES), min_size=1, max_size=40).map(''.join)
 message_text = st.one_of(unicode_text, tricky_text).filter(lambda text: bool(text.strip()))
 
@@ -91,13 +92,20 @@ def test_any_message_is_stored_exactly(loop: asyncio.AbstractEventLoop, room: Ro
 @given(chunks=st.lists(st.one_of(unicode_text, tricky_text), min_size=1, max_size=30))
 def test_any_model_chunks_are_stored_and_sent_exactly(loop: asyncio.AbstractEventLoop, room: Room,
                                                       chunks: list[str]) -> None:
+    """Through the real streaming path: the text the tabs are sent is the text stored, and the blocks they are sent,
+    rendered as the reply grew, are inert and are what the stored reply renders to."""
     room.bots['gpt'].provider.chunks = chunks  # type: ignore[attr-defined]
     sent_to_tabs: list[str] = []
+    blocks_sent: list[tuple[int, int, str]] = []
 
     def on_grew(growth: dict[int, Growth]) -> None:
         (grown,) = growth.values()
         assert grown.offset == len(''.join(sent_to_tabs)), 'each piece starts where the text sent so far ends'
         sent_to_tabs.append(grown.text)
+        if grown.finished:
+            assert grown.finished[0] == (blocks_sent[-1][1] if blocks_sent else 0), 'blocks start where the last ended'
+            assert grown.finished[1] <= len(''.join(sent_to_tabs)), 'a block is sent with its text, never before'
+            blocks_sent.append(grown.finished)
 
     async def ask() -> Message | None:
         room.grew.subscribe(on_grew)
@@ -114,6 +122,10 @@ def test_any_model_chunks_are_stored_and_sent_exactly(loop: asyncio.AbstractEven
     assert stored is not None
     assert stored.status == (Status.DONE if expected.strip() else Status.ERROR)
     assert stored.body == expected == ''.join(sent_to_tabs)
+    streamed_html = ''.join(html for _, _, html in blocks_sent)
+    assert (blocks_sent[-1][1] if blocks_sent else 0) == len(stored.body), 'the tabs got every block by the end'
+    assert streamed_html == render_markdown(stored.body)
+    assert what_could_run(streamed_html) == []
 
 
 class TagCollector(HTMLParser):

@@ -1,4 +1,7 @@
-// A reply's text in one tab: its finished blocks, formatted, and the block being written, as plain text.
+// A reply's text as it streams into one tab: the core of the stream in the browser. Each piece lands where its
+// offset says, a gap (a dropped connection) is noticed and the reply so far asked for, and pieces that came
+// before their bubble wait for it. How blocks look (the server's HTML made safe, Copy buttons, the block being
+// written as text or in a code box) is reply_blocks.js's part: this file calls it and a first reading can stop here.
 //
 // The server renders a reply's Markdown a block at a time, once, when the block is finished (chat/markdown.py),
 // and sends nothing per tab: once per beat ONE socket message, `grew`, holds each growing reply's new text, where
@@ -6,16 +9,14 @@
 //   {"12": [340, " the next words"], "15": [80, "...\n\n", 61, 84, "<p>...</p>"]}
 // ([offset, new text] or [offset, new text, blocks from, blocks to, their HTML]). This component appends the text
 // to the block being written and the HTML to the finished blocks, and leaves the rest of the page alone. Offsets
-// count characters (code points, as Python does), so a piece that was missed (a dropped connection) is noticed,
-// and the tab asks for the reply so far.
+// count characters (code points, as Python does), so a piece that was missed is noticed.
 
-import DOMPurify from "dompurify";
+import { BlockBeingWritten, formatted } from "reply_blocks"; // chat/ui/reply_blocks.js, by its import-map name
 
 const streams = new Map(); // message id -> the mounted component showing that reply while it streams
 // message id -> pieces that came before their component was mounted: the text goes straight to the socket, while
 // the page adds a new bubble through its pacing (chat/performance/pacing.py), up to a beat later.
 const early = new Map();
-const FENCE = /^ {0,3}(`{3,}(?=[^`\n]*(\n|$))|~{3,})/; // as chat/blocks.py: the block being written is code
 let listening = false;
 
 function receive(pieces) {
@@ -41,36 +42,6 @@ listen(); // this module is first imported once the page's socket exists: start 
 const length = (text) => Array.from(text).length;
 const after = (text, count) => Array.from(text).slice(count).join("");
 
-function formatted(html) {
-  // The server's HTML holds only what Markdown makes (nh3 saw to it); DOMPurify is the last guard. It drops
-  // `target` unless told, and links must open in a new tab (their rel="noopener noreferrer" comes from the server).
-  const blocks = DOMPurify.sanitize(html, { ADD_ATTR: ["target"], RETURN_DOM_FRAGMENT: true });
-  for (const block of blocks.querySelectorAll(".codehilite")) block.appendChild(copyButton(block));
-  return blocks;
-}
-
-function copyButton(block) {
-  const button = document.createElement("button");
-  button.className = "copy-code";
-  button.type = "button";
-  button.textContent = "Copy";
-  button.addEventListener("click", async () => {
-    const code = block.querySelector("code").textContent.replace(/\n$/, ""); // the code only: no fence, no label
-    try {
-      await navigator.clipboard.writeText(code); // only on https or localhost
-    } catch {
-      const scratch = Object.assign(document.createElement("textarea"), { value: code });
-      document.body.appendChild(scratch);
-      scratch.select();
-      document.execCommand("copy");
-      scratch.remove();
-    }
-    button.textContent = "Copied";
-    setTimeout(() => (button.textContent = "Copy"), 1500);
-  });
-  return button;
-}
-
 export default {
   template: `<div><div ref="blocks"></div><div ref="tail" class="reply-tail"></div></div>`,
   props: {
@@ -83,6 +54,7 @@ export default {
   mounted() {
     this.waiting = false; // asked the server for the reply so far; pieces wait in `held` until it comes
     this.held = [];
+    this.writingView = new BlockBeingWritten(this.$refs.tail);
     this.show({ html: this.html, done: this.done, tail: this.tail });
     if (!this.live) return;
     listen();
@@ -111,9 +83,9 @@ export default {
         this.$refs.blocks.appendChild(formatted(html));
         this.writing = after(this.writing, to - this.blocksEnd);
         this.blocksEnd = to;
-        this.drawTail();
+        this.writingView.show(this.writing);
       } else if (fresh) {
-        this.growTail(fresh);
+        this.writingView.grow(fresh, this.writing);
       }
     },
     resync(piece) {
@@ -151,30 +123,7 @@ export default {
       this.blocksEnd = done || 0;
       this.writing = tail || ""; // the block being written
       this.length = this.blocksEnd + length(this.writing);
-      this.drawTail();
-    },
-    drawTail() {
-      const tail = this.$refs.tail;
-      this.isCode = FENCE.test(this.writing);
-      this.codeStarted = this.isCode && this.writing.includes("\n");
-      if (!this.isCode) {
-        tail.textContent = this.writing;
-        this.tailTarget = tail;
-        return;
-      }
-      const code = document.createElement("code"); // shown in a code box from its first line on, as text
-      code.textContent = this.codeStarted ? this.writing.slice(this.writing.indexOf("\n") + 1) : "";
-      const box = document.createElement("pre");
-      box.className = "code-being-written";
-      box.appendChild(code);
-      tail.replaceChildren(box);
-      this.tailTarget = code;
-    },
-    growTail(fresh) {
-      // Only the new text, in a text node: the rest of the bubble is left alone.
-      const nowCode = FENCE.test(this.writing);
-      if (nowCode !== this.isCode || (nowCode && !this.codeStarted)) return this.drawTail();
-      this.tailTarget.appendChild(document.createTextNode(fresh));
+      this.writingView.show(this.writing);
     },
   },
 };

@@ -5,7 +5,7 @@ costs a Python object, a diff and a JSON encoding per tab per piece of text. Her
 carries one beat's growth of every reply (reply.py keeps the beat), becomes a single socket message: {reply id:
 [offset, new text]}, or [offset, new text, blocks from, blocks to, their HTML] when the reply finished blocks of
 its Markdown (each rendered once, for every tab). socket.io encodes it once and hands it to every tab's socket;
-`reply_text.js` in each tab appends its part.
+`reply_text.js` in each tab appends its part (and `reply_blocks.js` draws the blocks).
 
 What a tab would miss this way is healed, not lost: each piece carries its offset, so a tab that missed one (its
 socket dropped for a moment) sees the gap and asks for the reply so far; a tab opened mid-reply starts from the
@@ -39,7 +39,9 @@ def reply_state(live: LiveMarkdown | None, message: Message) -> dict[str, Any]:
     return {'html': live.html, 'done': live.done, 'tail': live.text[live.done:]}
 
 
-class ReplyText(Element, component='reply_text.js'):
+# reply_text.js imports reply_blocks.js by name: NiceGUI puts each of an element's `dependencies` in the page's
+# import map (under its file's stem) and serves it from /_nicegui/<version>/libraries/, on the page's own origin.
+class ReplyText(Element, component='reply_text.js', dependencies=['reply_blocks.js']):
     """A reply's text as one tab shows it: the finished blocks formatted, the block being written as text."""
 
     def __init__(self, message_id: int, state: Callable[[], dict[str, Any]], *, live: bool,

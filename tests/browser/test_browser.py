@@ -330,14 +330,80 @@ def test_a_tab_opened_or_reloaded_mid_reply_shows_the_same_formatted_blocks(chat
                message='the closing paragraph never started streaming')
     reloaded.reload()
     [latecomer] = open_tabs(chat_app.url, 1)
-    for tab in (reloaded, latecomer):
-        seen = view(tab, reply_id)
+    mid_reply = [view(tab, reply_id) for tab in (asker, reloaded, latecomer)]
+    for seen in mid_reply:
         assert seen['status'] == 'streaming', 'the reply ended before the test could look: make it slower'
         assert seen['strong'] and seen['highlighted'] > 3 and seen['items'] == 2 and seen['tables'], seen['html']
+    # The closing paragraph is still being written, so every block above it is finished: the same in each tab.
+    assert mid_reply[0]['html'] == mid_reply[1]['html'] == mid_reply[2]['html']
     finals = [wait_until(lambda tab=tab: view(tab, reply_id), lambda seen: seen['status'] == 'done', timeout=15,
                          message='the reply did not end') for tab in (asker, reloaded, latecomer)]
     assert finals[0]['html'] == finals[1]['html'] == finals[2]['html']
     assert finals[0]['text'] == finals[1]['text'] == finals[2]['text']
+
+
+@pytest.mark.parametrize('loss', ['pieces', 'blocks'])
+def test_a_tab_that_misses_finished_blocks_heals_with_each_block_once(tabs: list[Tab], loss: str) -> None:
+    """The tab loses the first two pieces that finish blocks: whole ('pieces': its text then has a gap), or only
+    their blocks ('blocks': the text arrives, so only the next block's start shows the loss). Either way it asks
+    for the reply so far and, while the reply still streams, shows every block once, as the asker's tab does."""
+    asker, unlucky, _ = tabs
+    wait_for_status(tabs, asker.ask('@gpt first a short one [[tokens:5]]'), 'done')  # the component is loaded
+    unlucky.page.evaluate('''(loss) => {
+        const socket = window.socket, grew = socket.listeners("grew")[0];
+        if (typeof grew !== "function") throw new Error("reply_text.js is not listening yet");
+        let toLose = 2;
+        socket.off("grew", grew);
+        socket.on("grew", (pieces) => {
+            for (const [id, piece] of Object.entries(pieces)) {
+                if (piece.length === 2 || toLose === 0) continue;
+                toLose -= 1;
+                if (loss === "pieces") delete pieces[id];
+                else pieces[id] = piece.slice(0, 2);
+            }
+            grew(pieces);
+        });
+    }''', loss)
+    reply_id = asker.ask(f'@gpt plan it [[reply:{LIVE_REPLY}]] [[delay:0.06]]')
+    healed = wait_until(lambda: (view(asker, reply_id), view(unlucky, reply_id)),
+                        lambda seen: seen[0]['tail'].startswith('And a closing') and seen[0]['html'] == seen[1]['html'],
+                        timeout=20, message='the tab did not catch up while the closing paragraph streamed')
+    assert healed[1]['status'] == 'streaming', 'the reply ended before the tab caught up'
+    assert healed[1]['blocks'][:2] == ['H1:The plan', healed[0]['blocks'][1]]  # the blocks it lost, once each
+    finals = [wait_until(lambda tab=tab: view(tab, reply_id), lambda seen: seen['status'] == 'done', timeout=15,
+                         message='the reply did not end') for tab in (asker, unlucky)]
+    assert finals[0]['html'] == finals[1]['html'] and finals[0]['text'] == finals[1]['text']
+
+
+STEPS_CODE = ''.join(f'step_{n} = {n} * 2\n' for n in range(12))
+CODE_STREAM_REPLY = ('Steps:\\n\\n```python\\n' + STEPS_CODE.replace('\n', '\\n') + '```\\n\\n'
+                     '- Run it:\\n  ```\\n  python steps.py\\n  ```\\n- Then check.\\n\\n'
+                     '>     quoted code\\n\\nAnd a last paragraph, written word after word after word.')
+
+
+def test_a_code_block_is_in_a_code_box_while_written_and_every_code_block_can_be_copied(tabs: list[Tab]) -> None:
+    asker, watcher, _ = tabs
+    watcher.page.context.grant_permissions(['clipboard-read', 'clipboard-write'])
+    reply_id = asker.ask(f'@gpt show the steps [[reply:{CODE_STREAM_REPLY}]] [[delay:0.06]]')
+    bubble = watcher.bubble(reply_id)
+    being_written = bubble.locator('.reply-tail pre.code-being-written')
+    code_so_far = wait_until(lambda: being_written.count() and being_written.text_content(),
+                             lambda text: 'step_3' in (text or ''), timeout=20,
+                             message='the code block being written was not shown in a code box')
+    assert STEPS_CODE.startswith(code_so_far), f'not the code so far (no fence, no language): {code_so_far!r}'
+    closed = wait_until(lambda: view(watcher, reply_id), lambda seen: seen['highlighted'] > 3, timeout=20,
+                        message='the code block was not highlighted once its fence closed')
+    assert closed['status'] == 'streaming' and being_written.count() == 0
+    wait_until(lambda: view(watcher, reply_id), lambda seen: seen['status'] == 'done', timeout=20,
+               message='the reply did not end')
+    buttons = bubble.locator('button.copy-code')  # (a button says "Copied" for a moment once clicked)
+    assert buttons.count() == bubble.locator('pre').count() == 3  # the fence, an item's fence, a quote's code
+    copied = []
+    for n in range(3):
+        buttons.nth(n).click()
+        wait_until(buttons.nth(n).inner_text, lambda text: text == 'Copied', message='the copy did not finish')
+        copied.append(watcher.page.evaluate('navigator.clipboard.readText()'))
+    assert copied == [STEPS_CODE.rstrip('\n'), 'python steps.py', 'quoted code']
 
 
 # Each would run in a renderer that trusts the model's text (tried against one with sanitising off).
