@@ -137,14 +137,8 @@ async def measure_replies(run: Run, server: AppServer, session: aiohttp.ClientSe
     stack = contextlib.AsyncExitStack()  # the Chromium tabs, if any
     browser_arrivals: list[dict[int, float]] = []
     try:
-        await quiet()
-        rss_before, cpu_before, started = server.rss_kib(), server.cpu_seconds(), time.monotonic()
-        watchers = await open_tabs(session, server.url, run.tabs, replies=run.askers, tokens=run.tokens)
-        result.connect_s = time.monotonic() - started
+        watchers = await open_watchers(result, server, session)
         tabs.extend(watchers)
-        await quiet()
-        result.join_cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / run.tabs
-        result.rss_kib_per_tab = (server.rss_kib() - rss_before) / run.tabs
         drops_before = sum(tab.drops for tab in tabs)
         browsers = await stack.enter_async_context(browser_tabs(server.url, run.browsers)) if run.browsers else None
         await quiet()
@@ -159,16 +153,10 @@ async def measure_replies(run: Run, server: AppServer, session: aiohttp.ClientSe
         await asyncio.gather(*(tab.ask(question) for tab in askers))
         profiling = asyncio.create_task(record_profile(server.pid, expected_s * 0.8, workdir / 'profile.txt')) \
             if run.profile else None
-        while not all(tab.watch and tab.watch.complete for tab in watchers) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        while (await server.stats())['replies'] and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)  # the replies' ends: final writes, then Markdown once in every tab
-        await quiet(timeout=max(1.0, deadline - time.monotonic()))
+        await until_the_replies_end(server, watchers, deadline)
         after = await Meters.read(server, fake)
-        if profiling is not None:
-            profile_path = await profiling
-            if profile_path:
-                result.profile, result.profile_packages = summarise_profile(profile_path)
+        if profiling is not None and (profile_path := await profiling):
+            result.profile, result.profile_packages = summarise_profile(profile_path)
         result.drops = sum(tab.drops for tab in tabs) - drops_before
         pauses = [ms for end, ms in (await server.stats())['gc_pauses'] if before.wall <= end <= after.wall]
         result.gc_pauses, result.gc_longest_ms = len(pauses), max(pauses, default=0.0)
@@ -184,6 +172,28 @@ async def measure_replies(run: Run, server: AppServer, session: aiohttp.ClientSe
     if browser_arrivals:
         result.browser_latency_ms = browser_latencies(browser_arrivals, sent)
     return result
+
+
+async def open_watchers(result: Result, server: AppServer, session: aiohttp.ClientSession) -> list[SocketTab]:
+    """The run's watching tabs, opened on a quiet machine: what joining cost the server, per tab."""
+    run = result.run
+    await quiet()
+    rss_before, cpu_before, started = server.rss_kib(), server.cpu_seconds(), time.monotonic()
+    watchers = await open_tabs(session, server.url, run.tabs, replies=run.askers, tokens=run.tokens)
+    result.connect_s = time.monotonic() - started
+    await quiet()
+    result.join_cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / run.tabs
+    result.rss_kib_per_tab = (server.rss_kib() - rss_before) / run.tabs
+    return watchers
+
+
+async def until_the_replies_end(server: AppServer, watchers: list[SocketTab], deadline: float) -> None:
+    """Every watcher has every token, and the app has ended every reply (final writes, then Markdown in every tab)."""
+    while not all(tab.watch and tab.watch.complete for tab in watchers) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    while (await server.stats())['replies'] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await quiet(timeout=max(1.0, deadline - time.monotonic()))
 
 
 def count_costs(result: Result, before: Meters, after: Meters, db: Path) -> None:
