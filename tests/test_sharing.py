@@ -180,18 +180,23 @@ async def test_a_server_that_sends_no_usage_is_counted_by_an_estimate(user: User
     assert room.limits.spent_today == reply.prompt_tokens + reply.completion_tokens  # type: ignore[operator]
 
 
-async def test_the_whole_room_asks_at_most_so_many_questions_a_minute(create_user: Callable[[], User],
-                                                                     room: Room) -> None:
-    tabs = [create_user() for _ in range(4)]
-    for tab in tabs:
-        await open_room(tab)
-    for number, tab in enumerate(tabs[:3], 1):
-        await ask(tab, f'@gpt question {number} [[tokens:2]]')
-        await eventually(lambda number=number: len(replies(room)) == number)
-    await ask(tabs[3], '@gpt and mine?')
-    with tabs[3]:
-        box = tabs[3].find(marker='input').elements.pop()
-    await eventually(lambda: 'at most 3 questions a minute from the whole room' in (box.error or ''))
+class TestTheRoomsQuestionRate:
+    @pytest.fixture
+    def app_args(self, openai_args: list[str]) -> list[str]:  # no budget: each reply in progress would hold all 100
+        return [*openai_args, '--room-gpt-per-minute', '3']
+
+    async def test_the_whole_room_asks_at_most_so_many_questions_a_minute(self, create_user: Callable[[], User],
+                                                                         room: Room) -> None:
+        tabs = [create_user() for _ in range(4)]
+        for tab in tabs:
+            await open_room(tab)
+        for number, tab in enumerate(tabs[:3], 1):
+            await ask(tab, f'@gpt question {number} [[tokens:2]]')
+            await eventually(lambda number=number: len(replies(room)) == number)
+        await ask(tabs[3], '@gpt and mine?')
+        with tabs[3]:
+            box = tabs[3].find(marker='input').elements.pop()
+        await eventually(lambda: 'at most 3 questions a minute from the whole room' in (box.error or ''))
 
 
 async def test_a_new_tab_of_the_same_browser_does_not_reset_the_limits(create_user: Callable[[], User],

@@ -24,8 +24,8 @@ T = TypeVar('T')
 STYLE_SHEET = Path(__file__).with_name('style.css')
 
 
-def spending(room: Room) -> str:
-    return f'Today: {room.limits.spent_today:,} of {room.settings.daily_token_budget:,} tokens'
+def spending(spent: int, budget: int) -> str:
+    return f'Today: {spent:,} of {budget:,} tokens'
 
 
 def placeholder(names: list[str]) -> str:
@@ -57,12 +57,15 @@ class ChatPage:
         room.added.subscribe(lambda message: self.paced(self.on_added, message))
         room.changed.subscribe(lambda message: self.paced(self.on_changed, message))
         room.presence_changed.subscribe(lambda person: self.paced(self.people.on_presence_changed, person))
+        if self.spending is not None:  # as it changes: a reply's end here or elsewhere, a check, a new day
+            room.spending_changed.subscribe(lambda spent: self.paced(self.show_spending, spent))
 
     def build_header(self) -> None:
         with ui.header().classes('items-center gap-3 bg-grey-9 q-py-sm'):
             ui.label('Streaming chat').classes('text-lg font-medium')
-            if self.room.settings.daily_token_budget:
-                self.spending = ui.label(spending(self.room)).classes('text-xs text-grey-4').mark('spending')
+            if budget := self.room.settings.daily_token_budget:
+                self.spending = ui.label(spending(self.room.limits.spent_today, budget)) \
+                    .classes('text-xs text-grey-4').mark('spending')
             for bot in self.room.bots.values():  # orange: not a real model
                 ui.badge(bot.description, color='orange-9' if isinstance(bot.provider, DemoProvider) else 'teal-8') \
                     .classes('text-xs ellipsis').style('max-width: 28rem').mark('provider').tooltip(bot.description)
@@ -100,8 +103,10 @@ class ChatPage:
     def on_changed(self, message: Message) -> None:
         if message.id is not None and (bubble := self.bubbles.get(message.id)):
             bubble.change(message)
-        if self.spending is not None and not message.status.in_progress:
-            self.spending.set_text(spending(self.room))
+
+    def show_spending(self, spent: int) -> None:
+        assert self.spending is not None
+        self.spending.set_text(spending(spent, self.room.settings.daily_token_budget))
 
     # what this tab's reader does
 
