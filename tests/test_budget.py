@@ -104,6 +104,16 @@ async def test_the_header_shows_todays_use_from_the_start(spent_earlier: int, us
     await user.should_see(f'Today: {spent_earlier:,} of {BUDGET:,} tokens')
 
 
+async def test_the_header_follows_what_a_check_reads_from_the_database(spent_earlier: int, user: User,
+                                                                      room: Room) -> None:
+    await open_room(user)
+    await room.store.add(Message(kind=Kind.BOT, author='GPT', author_id='bot:gpt', prompt_tokens=90,
+                                 completion_tokens=10))  # another instance's reply, whose news never came here
+    await ask(user, '@gpt hello [[tokens:4]] [[delay:0.5]]')
+    await user.should_see(f'Today: {spent_earlier + 100:,} of {BUDGET:,} tokens')  # while the new reply is written
+    assert replies(room)[-1].status.in_progress
+
+
 async def test_the_header_starts_afresh_at_midnight_utc(spent_earlier: int, user: User, room: Room,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     await open_room(user)
