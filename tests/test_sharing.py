@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import pytest
+from nicegui import app
 from nicegui.testing import User
 
 from bench.socket_tab import SocketTab
@@ -235,6 +236,13 @@ async def test_stop_says_who_pressed_it_in_every_tab(two_tabs: tuple[User, User]
     ('Eve\u200b', 'No control or invisible characters'), ('\u202eevE', 'No control or invisible characters'),
     ('Ann\nBob', 'No control or invisible characters'), ('GPT', "That is a bot's name"),
     ('@Gpt', "That is a bot's name"), ('gpt', "That is a bot's name"),
+    # Names that draw nothing: a Hangul filler, blank braille, a lone accent, an emoji's variation selector alone.
+    ('\u3164', 'letter, digit or sign that shows'), ('\u2800\u2800', 'letter, digit or sign that shows'),
+    ('\u115f', 'letter, digit or sign that shows'), ('\u0301', 'letter, digit or sign that shows'),
+    ('\ufe0f', 'letter, digit or sign that shows'), ('a' + '\u0301' * 39, 'Too many accents on one letter'),
+    # A bot's name in disguise: fullwidth letters, a Cyrillic р, a Greek ρ.
+    ('\uff47\uff50\uff54', "That is a bot's name"), ('g\u0440t', "That is a bot's name"),
+    ('@G\u03c1T', "That is a bot's name"),
 ])
 async def test_names_that_are_refused(create_user: Callable[[], User], room: Room, name: str, problem: str) -> None:
     tab = create_user()
@@ -269,3 +277,44 @@ async def test_names_at_the_edges_of_the_rule_are_taken(user: User, room: Room, 
     await rename(user, name)
     await eventually(lambda: my_name(user) == name)
     assert room.people[next(iter(room.people))].name == name
+
+
+@pytest.mark.parametrize('lookalike', ['\u0399an', 'lan', '1AN', 'I\u0430n', '\uff29an'])  # Greek Ι, l, 1, Cyrillic а
+async def test_a_lookalike_of_someone_elses_name_is_refused(create_user: Callable[[], User], room: Room,
+                                                            lookalike: str) -> None:
+    ian, other = create_user(), create_user()
+    await open_room(ian)
+    await open_room(other)
+    await rename(ian, 'Ian')
+    await eventually(lambda: my_name(ian) == 'Ian')
+    await rename(other, lookalike)
+    with other:
+        assert 'Someone here has that name' in (other.find(marker='name-input').elements.pop().error or '')
+    assert my_name(other) != lookalike
+
+
+# Names in other scripts, with their accents and marks: the lookalike rules compare names, they refuse none alone.
+@pytest.mark.parametrize('name', ['Nguyễn Thị Ánh', 'Nguye\u0302\u0303n', 'สมศักดิ์', 'Ахмед', 'Δημήτρης',
+                                  '山田\u3000太郎', 'हिन्दी'])
+async def test_names_in_other_scripts_are_taken(user: User, room: Room, name: str) -> None:
+    await open_room(user)
+    await rename(user, name)
+    await eventually(lambda: my_name(user) == name)
+
+
+@pytest.mark.parametrize('stored', ['\uff47\uff50\uff54', 'Ian'])  # stored before the rules; taken meanwhile
+async def test_a_tab_that_comes_back_with_a_name_no_longer_allowed_gets_another(
+        create_user: Callable[[], User], room: Room, stored: str) -> None:
+    tab, ian = create_user(), create_user()
+    await open_room(tab)
+    await open_room(ian)
+    await rename(ian, 'Ian')
+    await eventually(lambda: my_name(ian) == 'Ian')
+    with tab:
+        identity = {**app.storage.tab['identity'], 'name': stored}
+        app.storage.tab['identity'] = identity
+    await open_room(tab)  # the same tab, loaded again
+    assert my_name(tab) not in (stored, 'Ian')
+    assert room.people[identity['id']].name == my_name(tab)  # the same person, under a new name
+    with tab:
+        assert app.storage.tab['identity'] == {'id': identity['id'], 'name': my_name(tab)}

@@ -16,7 +16,7 @@ from ..performance.pacing import Pacer
 from ..room import Person, Room
 from .avatars import register_avatar_routes
 from .bubble import Bubble
-from .people import BotSuggestions, MyName, PeopleList, new_identity
+from .people import BotSuggestions, MyName, PeopleList, identity_on_arrival, new_identity
 from .scrolling import MessageList
 from .stream import ReplyTextBroadcast
 
@@ -148,7 +148,7 @@ def register_page(room: Room, broadcast: ReplyTextBroadcast, pacer: Pacer) -> No
         await client.connected()  # the tab's storage (who this tab is) needs the socket: nothing awaited after this
         if client.is_deleted:  # it never connected (curl, a link preview, a tab closed at once) and was pruned
             return
-        identity = app.storage.tab.get('identity') or new_identity(room)
+        identity = identity_on_arrival(app.storage.tab.get('identity') or new_identity(room), room)
         app.storage.tab['identity'] = identity
         person = room.join(identity['id'], identity['name'], client.id, str(app.storage.browser.get('id', '')))
         client.on_delete(lambda: room.leave(person.id, client.id))
