@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import pytest
-from nicegui import app
+from nicegui import ElementFilter, app
 from nicegui.testing import User
 
 from bench.socket_tab import SocketTab
@@ -19,6 +19,7 @@ from chat.models import Kind, Message
 from chat.room import Room
 from chat.store import Store
 from chat.ui.access import room_key, same_site
+from chat.ui.stream import ReplyText
 
 from .browser import AppProcess, wait_until
 from .conftest import eventually, open_room, status_shown
@@ -318,3 +319,28 @@ async def test_a_tab_that_comes_back_with_a_name_no_longer_allowed_gets_another(
     assert room.people[identity['id']].name == my_name(tab)  # the same person, under a new name
     with tab:
         assert app.storage.tab['identity'] == {'id': identity['id'], 'name': my_name(tab)}
+
+
+async def test_a_tab_asks_for_one_reply_so_far_once_a_second(user: User, room: Room) -> None:
+    """Each answer to a resync is the whole reply: a tab (or a script) asking for one reply again and again gets it
+    once a second, and another reply still answers."""
+    await open_room(user)
+    for number in (1, 2):
+        await ask(user, f'@gpt reply {number} [[tokens:5]]')
+        await eventually(lambda number=number: len(replies(room)) == number
+                         and not replies(room)[-1].status.in_progress)
+        with user:
+            user.find(marker='input').elements.pop().value = ''
+    answered: list[int] = []
+    with user:
+        views = [element for element in ElementFilter(kind=ReplyText)]
+    for view in views:
+        view.run_method = lambda name, *args, view=view: answered.append(view.message_id)  # type: ignore[method-assign]
+    first, second = views
+    for _ in range(5):
+        first.resync()
+    second.resync()
+    assert answered == [first.message_id, second.message_id]
+    await asyncio.sleep(1.05)  # the rate's window: a second later the same reply is answered again
+    first.resync()
+    assert answered[-1] == first.message_id and len(answered) == 3

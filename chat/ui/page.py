@@ -44,7 +44,8 @@ class ChatPage:
         self.client = ui.context.client
         self.bubbles: dict[int, Bubble] = {}
         self.stop_rate = RateLimit(1, 0.5)  # a few presses of Stop a second, from one tab
-        self.resync_rate = RateLimit(10, 60)
+        self.resync_rate = RateLimit(10, 60)  # requests for a reply so far, all replies together
+        self.resync_rate_of_a_reply = RateLimit(1, 1.0)  # and for one reply
         self.spending: ui.label | None = None
         # The list fills the space between header and footer exactly, whatever their height (Quasar's
         # page container leaves room for both): the newest message never hides behind the message box.
@@ -123,11 +124,14 @@ class ChatPage:
             self.input.value = ''
         self.message_list.jump_to_bottom()
 
-    def may_resync(self) -> bool:
-        """A tab that missed pieces asks for a reply so far, each answer the whole reply: ten a minute, at most."""
-        allowed = not self.resync_rate.wait('resync')
+    def may_resync(self, message_id: int) -> bool:
+        """A tab that missed pieces asks for a reply so far, each answer the whole reply: ten a minute at most, and
+        once a second for one reply."""
+        reply = str(message_id)
+        allowed = not self.resync_rate.wait('resync') and not self.resync_rate_of_a_reply.wait(reply)
         if allowed:
             self.resync_rate.record('resync')
+            self.resync_rate_of_a_reply.record(reply)
         return allowed
 
     def stop_reply(self, message_id: int) -> None:
