@@ -18,10 +18,10 @@ from chat.config import Settings
 from chat.models import Kind, Message
 from chat.room import Room
 from chat.store import Store
-from chat.ui.access import room_key, same_site
+from chat.ui.access import WRONG_KEYS_PER_MINUTE, room_key, same_site
 from chat.ui.stream import ReplyText
 
-from .browser import AppProcess, wait_until
+from .browser import AppProcess, child_environment, wait_until
 from .conftest import eventually, open_room, status_shown
 from .fake_openai import FakeOpenAI, Script, numbered_tokens
 from .test_bot import ask, replies
@@ -344,3 +344,61 @@ async def test_a_tab_asks_for_one_reply_so_far_once_a_second(user: User, room: R
     await asyncio.sleep(1.05)  # the rate's window: a second later the same reply is answered again
     first.resync()
     assert answered[-1] == first.message_id and len(answered) == 3
+
+
+def test_ipv6_loopback_is_served_and_other_ipv6_names_are_not(chat_process: AppProcess) -> None:
+    assert httpx.get(chat_process.url, headers={'Host': f'[::1]:{chat_process.port}'}).status_code == 200
+    assert httpx.get(chat_process.url, headers={'Host': f'[2001:db8::1]:{chat_process.port}'}).status_code == 400
+    polling = chat_process.url.rstrip('/') + '/_nicegui_ws/socket.io/?EIO=4&transport=polling'
+    page = f'http://[::1]:{chat_process.port}'
+    assert httpx.get(polling, headers={'Host': f'[::1]:{chat_process.port}', 'Origin': page}).status_code != 403
+
+
+def test_a_wildcard_in_allowed_hosts_serves_the_page_and_its_socket(tmp_path: Path) -> None:
+    assert same_site('https://chat.team.example', 'chat.team.example', {'*.team.example'})
+    assert not same_site('https://team.example', 'team.example', {'*.team.example'})  # as Starlette reads it
+    assert not same_site('https://evil.example', 'evil.example', {'*.team.example'})
+    with AppProcess(tmp_path, ['--provider', 'demo', '--allowed-hosts', '*.team.example', '--no-room-key']) as app:
+        host = f'chat.team.example:{app.port}'
+        assert httpx.get(app.url, headers={'Host': host}).status_code == 200
+        polling = app.url.rstrip('/') + '/_nicegui_ws/socket.io/?EIO=4&transport=polling'
+        assert httpx.get(polling, headers={'Host': host, 'Origin': f'http://{host}'}).status_code != 403
+        assert httpx.get(polling, headers={'Host': host, 'Origin': f'http://evil.example:{app.port}'}).status_code \
+            == 403
+
+
+def test_the_key_page_takes_ten_guesses_a_minute_from_an_address(keyed_app: AppProcess) -> None:
+    for number in range(WRONG_KEYS_PER_MINUTE):
+        assert httpx.get(keyed_app.url, params={'key': f'guess-{number}'}).status_code == 401
+    refused = httpx.get(keyed_app.url, params={'key': 'one-more-guess'})
+    assert refused.status_code == 429 and 'Too many wrong keys' in refused.text and refused.headers['Retry-After']
+    assert httpx.get(keyed_app.url, params={'key': KEY}).status_code == 429  # not even the right one, for now
+    assert 'This room needs its key' in httpx.get(keyed_app.url).text  # the page itself still shows
+
+
+def test_the_page_never_shows_a_servers_address(tmp_path: Path) -> None:
+    """OPENAI_BASE_URL, and a bots file's base_url, may hold credentials or internal names: the page names models."""
+    bots = tmp_path / 'bots.toml'
+    bots.write_text('[[bots]]\nname = "gpt"\nprovider = "openai"\nmodel = "gpt-4.1-mini"\n\n'
+                    '[[bots]]\nname = "inside"\nprovider = "openai"\nmodel = "llama-3-8b"\n'
+                    'base_url = "http://svc:hunter2@llm.corp.internal:9999/v1"\n')
+    environment = child_environment(OPENAI_API_KEY='sk-test-secret-key',
+                                    OPENAI_BASE_URL='http://proxy-user:swordfish@gateway.corp.internal:8443/v1')
+
+    async def everything_a_tab_gets(app: AppProcess) -> str:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(app.url) as page:
+                html = await page.text()
+            tab = SocketTab(session, app.url, keep_frames=True)
+            await tab.open()
+            await asyncio.wait_for(tab.ready.wait(), 15)
+            await tab.close()
+            return html + ''.join(tab.frames or [])
+
+    with AppProcess(tmp_path, ['--bots', str(bots)], env=environment) as app:
+        seen = asyncio.run(everything_a_tab_gets(app))
+        log = app.log()
+    assert 'llama-3-8b' in seen and 'gpt-4.1-mini' in seen  # the models are named
+    for secret in ('corp.internal', 'hunter2', 'swordfish', ':9999', ':8443', 'sk-test-secret-key'):
+        assert secret not in seen, secret
+        assert secret not in log, secret
