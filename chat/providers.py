@@ -16,6 +16,7 @@ from typing import Protocol
 import openai
 
 from .config import Settings
+from .server_tokenizer import ServerTokenizer
 
 ChatMessages = list[dict[str, str]]  # OpenAI's format: [{'role': 'user', 'content': 'Ian: hi'}, ...]
 
@@ -24,6 +25,7 @@ ChatMessages = list[dict[str, str]]  # OpenAI's format: [{'role': 'user', 'conte
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    estimated: bool = False  # counted here (the server sent none), not what the provider bills
 
 
 @dataclass
@@ -57,6 +59,8 @@ class OpenAIProvider:
         """OpenAI, or any server that speaks its API; `model`, `base_url` and `api_key` default to the settings'."""
         self.name = 'GPT'
         self.model = self.description = model or settings.model  # the server's address is not for the page
+        server = base_url or settings.base_url  # a server of one's own may send no usage: its tokenizer counts
+        self.tokenizer = ServerTokenizer(server, api_key or settings.api_key) if server else None
         self.client = openai.AsyncOpenAI(
             api_key=api_key or settings.api_key or 'no-key',  # local OpenAI-compatible servers often want none
             base_url=base_url or settings.base_url,
@@ -73,12 +77,17 @@ class OpenAIProvider:
             stream_options={'include_usage': True},
             max_completion_tokens=request.max_tokens,
         )
+        received = []
         async with response:  # leaving the block (done, error or stop) closes the HTTP connection
             async for chunk in response:
                 if chunk.choices and (text := chunk.choices[0].delta.content):
+                    received.append(text)
                     yield text
                 if chunk.usage:
                     request.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        if request.usage is None and self.tokenizer and (counted := await self.tokenizer.count(request.messages,
+                                                                                               ''.join(received))):
+            request.usage = Usage(*counted, estimated=True)
 
 
 def explain_error(error: Exception, *, mid_reply: bool) -> str:

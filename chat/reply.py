@@ -216,11 +216,10 @@ class ReplyStream:
         except Exception:  # whatever happens, the reply ends (a tab that missed the last blocks asks for them)
             log.exception('could not send the end of reply %s to the tabs', self.id)
         usage = request.usage if request else None
-        # The question went, and no usage came back: a server that sends none (llama.cpp's, some Ollama versions),
-        # or a Stop (even before the first token: the prompt was sent). The budget still counts an estimate.
-        estimated = usage is None and request is not None and not self.refused
-        if estimated:
-            usage = estimated_usage(request, self.text)  # type: ignore[arg-type]
+        # The question went, and no usage came back: a server that sends none and has no tokenizer to offer (some
+        # Ollama versions), or a Stop (even before the first token: the prompt was sent). The budget still counts.
+        if usage is None and request is not None and not self.refused:
+            usage = estimated_usage(request, self.text)
         ending = {
             'status': status,
             'error': error,
@@ -228,7 +227,7 @@ class ReplyStream:
             'first_token_ms': round((self.first_token_at - started) * 1000) if self.first_token_at else None,
             'prompt_tokens': usage.prompt_tokens if usage else None,
             'completion_tokens': usage.completion_tokens if usage else None,
-            'usage_estimated': estimated,
+            'usage_estimated': bool(usage and usage.estimated),
         }
         try:
             await asyncio.shield(self.replies.store.save(self.id, body=self.text, **ending))

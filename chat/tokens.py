@@ -1,9 +1,10 @@
 """Counting tokens the provider did not count: a reply's cost when its server sent no usage, and what a reply may
 cost before it has begun (the daily budget holds that much for it, limits.py).
 
-llama.cpp's OpenAI-compatible server and some Ollama versions send no usage with a stream. Then the count is an
-estimate, stored marked as such: about four characters a token, as OpenAI says of English text, and a few tokens
-of framing for each message of the prompt.
+llama.cpp's OpenAI-compatible server and some Ollama versions send no usage with a stream. llama.cpp's counts with
+the model's own tokenizer (server_tokenizer.py); where no tokenizer fits the model (Ollama, and a reply stopped
+midway, whose stream is closed), the count is an estimate: about four characters a token, as OpenAI says of English
+text, and a few tokens of framing for each message of the prompt. Both are stored marked as estimates.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def estimated_prompt_tokens(messages: ChatMessages) -> int:
 def estimated_usage(request: Request, text: str) -> Usage:
     """The prompt's estimate, and the reply's text so far (none, if it was stopped before its first token)."""
     return Usage(prompt_tokens=estimated_prompt_tokens(request.messages),
-                 completion_tokens=max(1, len(text) // CHARS_PER_TOKEN) if text else 0)
+                 completion_tokens=max(1, len(text) // CHARS_PER_TOKEN) if text else 0, estimated=True)
 
 
 def longest_prompt_tokens(system_prompt: str, max_chars: int, messages: int) -> int:

@@ -16,8 +16,8 @@ from chat.models import Kind, Message, Status, utc_now
 from chat.room import Room
 from chat.store import Store
 
-from .conftest import eventually, open_room
-from .fake_openai import FakeOpenAI
+from .conftest import eventually, open_room, status_shown
+from .fake_openai import FakeOpenAI, llama_tokenizer
 from .test_bot import ask, replies
 
 BUDGET = 1000
@@ -142,3 +142,28 @@ class TestAReplyHoldsItsPromptsEstimate:
         await eventually(lambda: replies(room) and replies(room)[0].status == Status.STREAMING)
         await ask(second, '@gpt and mine [[tokens:2]]')
         await eventually(lambda: len(replies(room)) == 2, message='the second question was refused')
+
+
+async def test_a_llama_cpp_server_counts_a_reply_it_sent_no_usage_for(user: User, room: Room,
+                                                                      fake_openai: FakeOpenAI) -> None:
+    fake_openai.tokenizer = True  # llama.cpp's /apply-template and /tokenize (the fake counts one token a word)
+    await open_room(user)
+    await ask(user, '@gpt count me [[usage:no]] [[tokens:40]]')
+    await eventually(lambda: replies(room) and not replies(room)[0].status.in_progress)
+    reply = replies(room)[0]
+    asked = next(request['body'] for request in fake_openai.requests if request['path'] == '/v1/chat/completions')
+    template = llama_tokenizer('/apply-template', {'messages': asked['messages']})['prompt']
+    assert (reply.prompt_tokens, reply.completion_tokens) == (len(template.split()) + 1, 40)  # not chars / 4
+    assert reply.usage_estimated and '≈' in status_shown(user, reply.id)  # type: ignore[arg-type]
+
+
+async def test_a_server_without_a_tokenizer_is_asked_once_then_estimated(user: User, room: Room,
+                                                                        fake_openai: FakeOpenAI) -> None:
+    await open_room(user)  # (the fake answers 404 to llama.cpp's routes, as Ollama does)
+    for number in (1, 2):
+        await ask(user, f'@gpt estimate me {number} [[usage:no]] [[tokens:40]]')
+        await eventually(lambda number=number: len(replies(room)) == number
+                         and not replies(room)[-1].status.in_progress)
+        clear_the_box(user)
+    assert all(reply.completion_tokens == len(reply.body) // 4 and reply.usage_estimated for reply in replies(room))
+    assert [request['path'] for request in fake_openai.requests].count('/apply-template') == 1
