@@ -43,6 +43,29 @@ def positive(text: str) -> int:
     return number
 
 
+def at_least_zero(text: str) -> int:
+    """An argparse type: a whole number of 0 or more (0: off), with a clear message otherwise."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'invalid int value: {text!r}') from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f'must be 0 (off) or more, not {number}')
+    return number
+
+
+MIN_KEY_LENGTH = 12
+
+
+def a_room_key(text: str) -> str:
+    """An argparse type: a key long enough not to be guessed (the key page takes ten guesses a minute from an
+    address; 12 random characters take longer than anyone waits)."""
+    if len(text.strip()) < MIN_KEY_LENGTH:
+        raise argparse.ArgumentTypeError(f'a room key needs at least {MIN_KEY_LENGTH} characters (this one has '
+                                         f'{len(text.strip())}); leave it out and the app makes a random one')
+    return text.strip()
+
+
 def option(group: argparse._ArgumentGroup, flag: str, setting: str, variable: str | None, help: str,
            **kwargs: Any) -> None:
     """A flag for one setting. Its default is the environment variable, if set (argparse checks a default given as
@@ -84,13 +107,14 @@ def add_room_options(room: argparse._ArgumentGroup) -> None:
 
 def add_sharing_options(sharing: argparse._ArgumentGroup) -> None:
     option(sharing, '--room-key', 'room_key', 'CHAT_ROOM_KEY', 'the room opens only to a browser that came with this '
-           'key (the invite link http://HOST:PORT/?key=KEY); off loopback, without one, a random key is made')
+           'key (the invite link http://HOST:PORT/?key=KEY); off loopback, without one, a random key is made',
+           type=a_room_key)
     sharing.add_argument('--no-room-key', action='store_true',
                          help='open the room to anyone who reaches the port, even off loopback (not recommended)')
     option(sharing, '--allowed-hosts', 'allowed_hosts', 'CHAT_ALLOWED_HOSTS', 'more names the room is served under, '
            'comma separated (requests for other names are refused: DNS rebinding)')
     option(sharing, '--daily-token-budget', 'daily_token_budget', 'CHAT_DAILY_TOKEN_BUDGET', 'prompt and completion '
-           'tokens all bots may use in a UTC day; questions past it are refused (0: no budget)', type=int)
+           'tokens all bots may use in a UTC day; questions past it are refused (0: no budget)', type=at_least_zero)
     option(sharing, '--room-gpt-per-minute', 'room_gpt_per_minute', 'CHAT_ROOM_GPT_PER_MINUTE',
            'questions to the bots the whole room may ask in a minute (every instance together)', type=positive)
     option(sharing, '--room-messages-per-minute', 'room_messages_per_minute', 'CHAT_ROOM_MESSAGES_PER_MINUTE',

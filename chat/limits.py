@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from .bot import Bot
@@ -18,6 +18,7 @@ from .config import Settings
 from .models import Message, utc_now
 from .reply import Replies
 from .store import Store
+from .tokens import longest_prompt_tokens
 
 
 class MessageRefused(Exception):
@@ -60,10 +61,13 @@ def start_of_day(moment: datetime) -> datetime:
 
 
 class Limits:
-    def __init__(self, settings: Settings, store: Store, replies: Replies) -> None:
+    def __init__(self, settings: Settings, store: Store, replies: Replies, bots: Iterable[Bot],
+                 spending_changed: Callable[[int], None] = lambda spent: None) -> None:
         self.settings = settings
         self.store = store
         self.replies = replies
+        self.bots = {bot.author_id: bot for bot in bots}  # what each may cost: the authors of replies in progress
+        self.spending_changed = spending_changed  # today's use changed: the tabs' headers show it
         self.message_rate = RateLimit(settings.messages_per_10s, 10)  # per person and per browser
         self.question_rate = RateLimit(settings.gpt_per_minute, 60)  # per person and per browser, each bot asked
         self.room_message_rate = RateLimit(settings.room_messages_per_minute, 60)  # the whole room, this instance
@@ -71,6 +75,7 @@ class Limits:
         self.spent_today = 0  # tokens of today's replies, as last counted (the header shows it with a budget)
         self.counted: set[int] = set()  # today's replies already in `spent_today` (an end may be told twice)
         self.day = start_of_day(utc_now())
+        self.midnight: asyncio.TimerHandle | None = None  # when today's use starts again from 0
         self.admitting = asyncio.Lock()  # one message at a time from the database's count to the reservation
         self.reserved: set[tuple[tuple[str, ...], str]] = set()  # (asker's keys, bot) of questions being stored
 
@@ -142,21 +147,70 @@ class Limits:
         if asked_lately + questions > self.settings.room_gpt_per_minute:
             raise MessageRefused(f'The bots take at most {self.settings.room_gpt_per_minute} questions a minute from '
                                  'the whole room. Try again in a moment; your message is still in the box.')
-        if not self.settings.daily_token_budget:
-            return
-        self.day, self.spent_today = start_of_day(now), await self.store.tokens_since(start_of_day(now))
-        if self.spent_today >= self.settings.daily_token_budget:
+        if self.settings.daily_token_budget:
+            await self.check_the_budget(now)
+
+    async def check_the_budget(self, now: datetime) -> None:
+        """Today's tokens, with every reply in progress (on any instance) and every question being stored counted at
+        the most it may cost: so a burst of questions cannot spend the budget many times over. A reply admitted
+        while some is left may cross the line (it finishes); none is admitted once it is spent or held."""
+        spent, in_progress = await self.store.spending_since(start_of_day(now))
+        self.set_spending(start_of_day(now), spent)
+        held = sum(self.worst_case(author_id, prompt_tokens) for author_id, prompt_tokens in in_progress) + \
+            sum(self.worst_case(f'bot:{bot_name}') for _, bot_name in self.reserved)
+        budget = self.settings.daily_token_budget
+        if spent >= budget:
             opens_in = self.day + timedelta(days=1) - now
             hours, minutes = divmod(round(opens_in.total_seconds() / 60), 60)
-            raise MessageRefused(f"Today's budget for the bots, {self.settings.daily_token_budget:,} tokens, is spent "
-                                 f'({self.spent_today:,} used). They take questions again at midnight UTC, in '
-                                 f'{hours} h {minutes} min. Your message is still in the box.')
+            raise MessageRefused(f"Today's budget for the bots, {budget:,} tokens, is spent ({spent:,} used). They "
+                                 f'take questions again at midnight UTC, in {hours} h {minutes} min. Your message is '
+                                 'still in the box.')
+        if spent + held >= budget:
+            raise MessageRefused(f"Today's budget for the bots, {budget:,} tokens, may be spent by the replies being "
+                                 f'written: {spent:,} used, and up to {held:,} held for them. Ask again once they have '
+                                 'finished; your message is still in the box.')
+
+    def worst_case(self, author_id: str, prompt_tokens: int | None = None) -> int:
+        """The most a reply by this bot may cost: its prompt (the estimate stored when its request was made, or the
+        longest it may be sent) and its bot's max_tokens. A bot of another instance's list: the defaults'."""
+        bot = self.bots.get(author_id)
+        if prompt_tokens is None:
+            longest_question = self.settings.max_message_chars + 42  # with its writer's name (40) and ': '
+            prompt_tokens = longest_prompt_tokens(bot.system_prompt if bot else self.settings.system_prompt,
+                                                  max(self.settings.max_context_chars, longest_question),
+                                                  self.settings.context_messages)
+        return prompt_tokens + (bot.max_tokens if bot else self.settings.max_tokens)
+
+    async def load_spending(self) -> None:
+        """When the room opens: today's use so far (the header shows it), and a new day at each midnight UTC."""
+        if self.settings.daily_token_budget:
+            now = utc_now()
+            self.set_spending(start_of_day(now), (await self.store.spending_since(start_of_day(now)))[0])
+            self.roll_over_at_midnight()
+
+    def roll_over_at_midnight(self) -> None:
+        if start_of_day(utc_now()) != self.day:
+            self.set_spending(start_of_day(utc_now()), 0)
+        until_midnight = (self.day + timedelta(days=1) - utc_now()).total_seconds()
+        self.midnight = asyncio.get_running_loop().call_later(until_midnight + 0.5, self.roll_over_at_midnight)
+
+    def close(self) -> None:
+        if self.midnight is not None:
+            self.midnight.cancel()
+
+    def set_spending(self, day: datetime, spent: int) -> None:
+        """Today's use, as the database or a reply's end just told it: the tabs' headers follow."""
+        if day != self.day:
+            self.counted = set()
+        if (day, spent) != (self.day, self.spent_today):
+            self.day, self.spent_today = day, spent
+            self.spending_changed(spent)
 
     def count_spending(self, message: Message) -> None:
         """A reply ended (here or on another instance): its tokens count against today's budget."""
         if message.status.in_progress or message.prompt_tokens is None or message.id in self.counted:
             return
         if start_of_day(utc_now()) != self.day:
-            self.day, self.spent_today, self.counted = start_of_day(utc_now()), 0, set()
+            self.set_spending(start_of_day(utc_now()), 0)
         self.counted.add(message.id)  # type: ignore[arg-type]
-        self.spent_today += (message.prompt_tokens or 0) + (message.completion_tokens or 0)
+        self.set_spending(self.day, self.spent_today + message.prompt_tokens + (message.completion_tokens or 0))

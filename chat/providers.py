@@ -16,6 +16,7 @@ from typing import Protocol
 import openai
 
 from .config import Settings
+from .server_tokenizer import ServerTokenizer
 
 ChatMessages = list[dict[str, str]]  # OpenAI's format: [{'role': 'user', 'content': 'Ian: hi'}, ...]
 
@@ -24,6 +25,7 @@ ChatMessages = list[dict[str, str]]  # OpenAI's format: [{'role': 'user', 'conte
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    estimated: bool = False  # counted here (the server sent none), not what the provider bills
 
 
 @dataclass
@@ -58,6 +60,8 @@ class OpenAIProvider:
         (`api_key=''`: send none, as to a server of a bot's own)."""
         self.name = 'GPT'
         self.model = self.description = model or settings.model  # the server's address is not for the page
+        server = base_url or settings.base_url  # a server of one's own may send no usage: its tokenizer counts
+        self.tokenizer = ServerTokenizer(server, api_key or settings.api_key) if server else None
         self.client = openai.AsyncOpenAI(
             # The SDK insists on a key; local OpenAI-compatible servers often want none and ignore this one.
             api_key=(settings.api_key if api_key is None else api_key) or 'no-key',
@@ -75,12 +79,17 @@ class OpenAIProvider:
             stream_options={'include_usage': True},
             max_completion_tokens=request.max_tokens,
         )
+        received = []
         async with response:  # leaving the block (done, error or stop) closes the HTTP connection
             async for chunk in response:
                 if chunk.choices and (text := chunk.choices[0].delta.content):
+                    received.append(text)
                     yield text
                 if chunk.usage:
                     request.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        if request.usage is None and self.tokenizer and (counted := await self.tokenizer.count(request.messages,
+                                                                                               ''.join(received))):
+            request.usage = Usage(*counted, estimated=True)
 
 
 def explain_error(error: Exception, *, mid_reply: bool) -> str:

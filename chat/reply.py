@@ -21,8 +21,9 @@ from .bot import Bot
 from .config import Settings
 from .markdown import LiveMarkdown
 from .models import INTERRUPTED_ERROR, Kind, Message, Status, utc_now
-from .providers import ProviderError, Request, Usage, explain_error
+from .providers import ProviderError, Request, explain_error
 from .store import Store
+from .tokens import estimated_prompt_tokens, estimated_usage
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,6 @@ class RoomNews:
     changed: Callable[[Message], None]  # a reply's status changed (streaming, done, stopped, error, ...)
 
 
-def estimated_usage(request: Request, text: str) -> Usage:
-    """About four characters a token, as OpenAI says of English text (no tokenizer is at hand for every model), and a
-    few tokens of framing for each message of the prompt."""
-    prompt = sum(len(message['content']) for message in request.messages)
-    return Usage(prompt_tokens=prompt // 4 + 4 * len(request.messages), completion_tokens=max(1, len(text) // 4))
-
-
 def next_beat(now: float, interval: float) -> float:
     """The next multiple of `interval`: everything due in the same beat happens together."""
     return (now // interval + 1) * interval
@@ -78,6 +72,7 @@ class ReplyStream:
         self.first_token_at: float | None = None
         self.stop_requested = False
         self.stopped_by = ''  # the name of whoever pressed Stop
+        self.refused = False  # the provider refused the question before any text: it cost nothing
         self.finishing = False
         self.task: asyncio.Task | None = None
         self.late_ending: asyncio.Task | None = None  # see end_if_cancelled_before_it_began
@@ -107,6 +102,7 @@ class ReplyStream:
             context = await self.replies.store.context_for(self.message.reply_to, self.settings.context_messages)
             request = Request(self.bot.prompt(context, self.settings.max_context_chars), self.bot.max_tokens,
                               waiting_in_line=self._waiting_in_line)
+            self._save_the_prompts_estimate(request)
             async for text in self._within_timeout(self.bot.provider.stream(request)):
                 self._add(text)
             if not self.text.strip():
@@ -117,9 +113,18 @@ class ReplyStream:
                 raise
         except Exception as exception:
             status, error = Status.ERROR, explain_error(exception, mid_reply=bool(self.text))
+            # (a model that went quiet may have read the prompt: that one is counted)
+            self.refused = not self.text and not isinstance(exception, ReplyTimeout)
             log.warning('reply %s failed: %s', self.id, error, exc_info=not isinstance(exception, ReplyTimeout))
         finally:
             await self._finish(status, error, started, request)
+
+    def _save_the_prompts_estimate(self, request: Request) -> None:
+        """Before the question goes: until the reply ends, the daily budget holds this prompt and max_tokens for it,
+        on every instance (limits.py `check_the_budget`)."""
+        saving = self.replies.store.save(self.id, prompt_tokens=estimated_prompt_tokens(request.messages))
+        saving.add_done_callback(lambda done: done.exception() and log.warning(
+            'could not save the prompt estimate of reply %s: %s', self.id, done.exception()))
 
     def _cancelled_ending(self) -> tuple[Status, str | None]:
         """How a cancelled reply ends: stopped by someone, or interrupted (the app is shutting down)."""
@@ -211,9 +216,10 @@ class ReplyStream:
         except Exception:  # whatever happens, the reply ends (a tab that missed the last blocks asks for them)
             log.exception('could not send the end of reply %s to the tabs', self.id)
         usage = request.usage if request else None
-        estimated = usage is None and request is not None and bool(self.text)
-        if estimated:  # a server that sends no usage (llama.cpp's, some Ollama versions): the budget still counts it
-            usage = estimated_usage(request, self.text)  # type: ignore[arg-type]
+        # The question went, and no usage came back: a server that sends none and has no tokenizer to offer (some
+        # Ollama versions), or a Stop (even before the first token: the prompt was sent). The budget still counts.
+        if usage is None and request is not None and not self.refused:
+            usage = estimated_usage(request, self.text)
         ending = {
             'status': status,
             'error': error,
@@ -221,7 +227,7 @@ class ReplyStream:
             'first_token_ms': round((self.first_token_at - started) * 1000) if self.first_token_at else None,
             'prompt_tokens': usage.prompt_tokens if usage else None,
             'completion_tokens': usage.completion_tokens if usage else None,
-            'usage_estimated': estimated,
+            'usage_estimated': bool(usage and usage.estimated),
         }
         try:
             await asyncio.shield(self.replies.store.save(self.id, body=self.text, **ending))

@@ -60,11 +60,12 @@ class Room:
         self.grew = Event[dict[int, Growth]]()  # one beat's new text and finished blocks, by reply id
         self.changed = Event[Message]()  # a reply changed status (streaming, done, stopped, error, ...)
         self.presence_changed = Event[Person]()  # someone arrived, left (no longer in `people`) or was renamed
+        self.spending_changed = Event[int]()  # today's tokens, with a daily budget: the header shows them
         self.replies = Replies(store, settings, RoomNews(added=self.publish, grew=self.grew.emit,
                                                          changed=self.changed.emit))
         self.other_instances: OtherInstances | None = None  # set by the relay when several instances share the room
-        self.limits = Limits(settings, store, self.replies)
-        self.changed.subscribe(self.limits.count_spending)  # before any tab's subscription: tabs show the new sum
+        self.limits = Limits(settings, store, self.replies, bots, spending_changed=self.spending_changed.emit)
+        self.changed.subscribe(self.limits.count_spending)  # a reply's end counts against today's budget
 
     async def open(self, *, reset: bool = False) -> None:
         self.is_open = True
@@ -72,6 +73,7 @@ class Room:
         if reset:
             log.warning('--reset: deleted %d message(s)', await self.store.delete_all())
         self.recent.extend(await self.store.recent(self.settings.history_size))
+        await self.limits.load_spending()
         self.ready.set()
 
     async def close(self) -> None:
@@ -79,6 +81,7 @@ class Room:
             return
         self.is_open = False
         self.ready = asyncio.Event()
+        self.limits.close()
         await self.replies.interrupt_all()
         await self.store.close()
 

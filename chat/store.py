@@ -90,12 +90,19 @@ class Store:
         rows = await self._run(lambda session: list(session.exec(statement)))
         return rows[::-1]
 
-    async def tokens_since(self, moment: datetime) -> int:
-        """Prompt and completion tokens of the replies begun since `moment` (estimates included): every instance's."""
+    async def spending_since(self, moment: datetime) -> tuple[int, list[tuple[str, int | None]]]:
+        """Of the replies begun since `moment`, on every instance: the prompt and completion tokens of those that
+        ended (estimates included), and those still in progress: who writes each, and its prompt's estimate once its
+        request was made (reply.py stores it then)."""
+        since = (col(Message.kind) == Kind.BOT) & (col(Message.created_at) >= moment)
+        in_progress = col(Message.status).in_([status for status in Status if status.in_progress])
         spent = func.coalesce(Message.prompt_tokens, 0) + func.coalesce(Message.completion_tokens, 0)
-        statement = select(func.coalesce(func.sum(spent), 0)).where(col(Message.kind) == Kind.BOT,
-                                                                   col(Message.created_at) >= moment)
-        return await self._run(lambda session: int(session.exec(statement).one()))
+        ended = select(func.coalesce(func.sum(spent), 0)).where(since, ~in_progress)
+        writing = select(Message.author_id, Message.prompt_tokens).where(since, in_progress)
+
+        def work(session: Session) -> tuple[int, list[tuple[str, int | None]]]:
+            return int(session.exec(ended).one()), [tuple(row) for row in session.exec(writing)]  # type: ignore[misc]
+        return await self._run(work)
 
     async def replies_since(self, moment: datetime) -> int:
         statement = select(func.count()).select_from(Message).where(col(Message.kind) == Kind.BOT,

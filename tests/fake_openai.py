@@ -96,6 +96,16 @@ def content_text(content: Any) -> str:
     return content if isinstance(content, str) else ''
 
 
+def llama_tokenizer(route: str, body: dict[str, Any]) -> dict[str, Any]:
+    """What llama.cpp's server answers: the prompt as a chat template renders it, or its tokens (here one a word,
+    and one more for the start of the text with `add_special`)."""
+    if route == '/apply-template':
+        turns = [f'<|{message.get("role")}|> {content_text(message.get("content"))}' for message in body['messages']]
+        return {'prompt': '\n'.join([*turns, '<|assistant|>'])}
+    words = str(body['content']).split()
+    return {'tokens': list(range(len(words) + (1 if body.get('add_special') else 0)))}
+
+
 class FakeOpenAI:
     """`with FakeOpenAI() as server:` point a client at `server.base_url`, then inspect what it sent."""
 
@@ -107,6 +117,7 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []  # {'method', 'path', 'headers' (lower-case keys), 'body', 'time'}
         self.sent: list[tuple[float, str]] = []  # (time.time(), token): wall clock so other processes can compare
         self.open_streams = 0
+        self.tokenizer = False  # True: llama.cpp's /apply-template and /tokenize, one token a word (else 404)
         self.stopping = threading.Event()  # wakes sleeping and stalled handlers so stop() never hangs
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
@@ -207,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_error(400, 'Request body is not valid JSON.')
         fake._record(self, body)
         if self.path != '/v1/chat/completions':
-            return self._send_error(404)
+            return self._other_route(body)
         user_texts = [content_text(m.get('content')) for m in body.get('messages', []) if m.get('role') == 'user']
         try:
             script = dataclasses.replace(fake.script, **parse_directives(user_texts[-1] if user_texts else ''))
@@ -296,6 +307,11 @@ class _Handler(BaseHTTPRequestHandler):
         # one HTTP chunk per SSE event, flushed at once so the client sees each token as it is sent
         self.wfile.write(b'%X\r\n%s\r\n' % (len(data), data))
         self.wfile.flush()
+
+    def _other_route(self, body: dict[str, Any]) -> None:
+        if self.server.fake.tokenizer and self.path in ('/apply-template', '/tokenize'):
+            return self._send_json(200, llama_tokenizer(self.path, body))
+        return self._send_error(404)
 
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()

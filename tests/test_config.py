@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chat.command_line import parse_settings
+from chat.command_line import parse_settings, reason_not_to_start
 from chat.config import Settings
 from chat.roster import chosen_provider
 
@@ -104,3 +104,23 @@ def test_a_missing_model_file_stops_the_app_with_a_clear_message(tmp_path: Path)
     result = run_main('--no-browser', '--provider', 'local', '--model-path', str(tmp_path / 'nowhere.gguf'))
     assert result.returncode == 1
     assert f'There is no model file at {tmp_path / "nowhere.gguf"}' in result.stderr
+
+
+@pytest.mark.parametrize(('flags', 'says'), [
+    (['--daily-token-budget', '-1'], 'must be 0 (off) or more, not -1'),
+    (['--room-key', 'short-key'], 'a room key needs at least 12 characters (this one has 9)'),
+])
+def test_a_budget_below_zero_and_a_short_room_key_are_refused_clearly(flags: list[str], says: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_settings(flags)
+    assert exited.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_reset_asks_without_showing_the_databases_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr(sys.stdin, 'isatty', lambda: True)
+    monkeypatch.setattr('builtins.input', lambda prompt: asked.append(prompt) or 'no')
+    settings = parse_settings(['--reset', '--db', 'postgresql://chat:hunter2@db.example:5432/chat'])
+    assert reason_not_to_start(settings) == 'Nothing was deleted.'
+    assert 'db.example:5432/chat' in asked[0] and '***' in asked[0] and 'hunter2' not in asked[0]

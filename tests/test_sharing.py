@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import pytest
+from nicegui import ElementFilter, app
 from nicegui.testing import User
 
 from bench.socket_tab import SocketTab
@@ -17,9 +18,10 @@ from chat.config import Settings
 from chat.models import Kind, Message
 from chat.room import Room
 from chat.store import Store
-from chat.ui.access import room_key, same_site
+from chat.ui.access import WRONG_KEYS_PER_MINUTE, room_key, same_site
+from chat.ui.stream import ReplyText
 
-from .browser import AppProcess, wait_until
+from .browser import AppProcess, child_environment, wait_until
 from .conftest import eventually, open_room, status_shown
 from .fake_openai import FakeOpenAI, Script, numbered_tokens
 from .test_bot import ask, replies
@@ -180,18 +182,23 @@ async def test_a_server_that_sends_no_usage_is_counted_by_an_estimate(user: User
     assert room.limits.spent_today == reply.prompt_tokens + reply.completion_tokens  # type: ignore[operator]
 
 
-async def test_the_whole_room_asks_at_most_so_many_questions_a_minute(create_user: Callable[[], User],
-                                                                     room: Room) -> None:
-    tabs = [create_user() for _ in range(4)]
-    for tab in tabs:
-        await open_room(tab)
-    for number, tab in enumerate(tabs[:3], 1):
-        await ask(tab, f'@gpt question {number} [[tokens:2]]')
-        await eventually(lambda number=number: len(replies(room)) == number)
-    await ask(tabs[3], '@gpt and mine?')
-    with tabs[3]:
-        box = tabs[3].find(marker='input').elements.pop()
-    await eventually(lambda: 'at most 3 questions a minute from the whole room' in (box.error or ''))
+class TestTheRoomsQuestionRate:
+    @pytest.fixture
+    def app_args(self, openai_args: list[str]) -> list[str]:  # no budget: each reply in progress would hold all 100
+        return [*openai_args, '--room-gpt-per-minute', '3']
+
+    async def test_the_whole_room_asks_at_most_so_many_questions_a_minute(self, create_user: Callable[[], User],
+                                                                         room: Room) -> None:
+        tabs = [create_user() for _ in range(4)]
+        for tab in tabs:
+            await open_room(tab)
+        for number, tab in enumerate(tabs[:3], 1):
+            await ask(tab, f'@gpt question {number} [[tokens:2]]')
+            await eventually(lambda number=number: len(replies(room)) == number)
+        await ask(tabs[3], '@gpt and mine?')
+        with tabs[3]:
+            box = tabs[3].find(marker='input').elements.pop()
+        await eventually(lambda: 'at most 3 questions a minute from the whole room' in (box.error or ''))
 
 
 async def test_a_new_tab_of_the_same_browser_does_not_reset_the_limits(create_user: Callable[[], User],
@@ -230,6 +237,13 @@ async def test_stop_says_who_pressed_it_in_every_tab(two_tabs: tuple[User, User]
     ('Eve\u200b', 'No control or invisible characters'), ('\u202eevE', 'No control or invisible characters'),
     ('Ann\nBob', 'No control or invisible characters'), ('GPT', "That is a bot's name"),
     ('@Gpt', "That is a bot's name"), ('gpt', "That is a bot's name"),
+    # Names that draw nothing: a Hangul filler, blank braille, a lone accent, an emoji's variation selector alone.
+    ('\u3164', 'letter, digit or sign that shows'), ('\u2800\u2800', 'letter, digit or sign that shows'),
+    ('\u115f', 'letter, digit or sign that shows'), ('\u0301', 'letter, digit or sign that shows'),
+    ('\ufe0f', 'letter, digit or sign that shows'), ('a' + '\u0301' * 39, 'Too many accents on one letter'),
+    # A bot's name in disguise: fullwidth letters, a Cyrillic р, a Greek ρ.
+    ('\uff47\uff50\uff54', "That is a bot's name"), ('g\u0440t', "That is a bot's name"),
+    ('@G\u03c1T', "That is a bot's name"),
 ])
 async def test_names_that_are_refused(create_user: Callable[[], User], room: Room, name: str, problem: str) -> None:
     tab = create_user()
@@ -264,3 +278,127 @@ async def test_names_at_the_edges_of_the_rule_are_taken(user: User, room: Room, 
     await rename(user, name)
     await eventually(lambda: my_name(user) == name)
     assert room.people[next(iter(room.people))].name == name
+
+
+@pytest.mark.parametrize('lookalike', ['\u0399an', 'lan', '1AN', 'I\u0430n', '\uff29an'])  # Greek Ι, l, 1, Cyrillic а
+async def test_a_lookalike_of_someone_elses_name_is_refused(create_user: Callable[[], User], room: Room,
+                                                            lookalike: str) -> None:
+    ian, other = create_user(), create_user()
+    await open_room(ian)
+    await open_room(other)
+    await rename(ian, 'Ian')
+    await eventually(lambda: my_name(ian) == 'Ian')
+    await rename(other, lookalike)
+    with other:
+        assert 'Someone here has that name' in (other.find(marker='name-input').elements.pop().error or '')
+    assert my_name(other) != lookalike
+
+
+# Names in other scripts, with their accents and marks: the lookalike rules compare names, they refuse none alone.
+@pytest.mark.parametrize('name', ['Nguyễn Thị Ánh', 'Nguye\u0302\u0303n', 'สมศักดิ์', 'Ахмед', 'Δημήτρης',
+                                  '山田\u3000太郎', 'हिन्दी'])
+async def test_names_in_other_scripts_are_taken(user: User, room: Room, name: str) -> None:
+    await open_room(user)
+    await rename(user, name)
+    await eventually(lambda: my_name(user) == name)
+
+
+@pytest.mark.parametrize('stored', ['\uff47\uff50\uff54', 'Ian'])  # stored before the rules; taken meanwhile
+async def test_a_tab_that_comes_back_with_a_name_no_longer_allowed_gets_another(
+        create_user: Callable[[], User], room: Room, stored: str) -> None:
+    tab, ian = create_user(), create_user()
+    await open_room(tab)
+    await open_room(ian)
+    await rename(ian, 'Ian')
+    await eventually(lambda: my_name(ian) == 'Ian')
+    with tab:
+        identity = {**app.storage.tab['identity'], 'name': stored}
+        app.storage.tab['identity'] = identity
+    await open_room(tab)  # the same tab, loaded again
+    assert my_name(tab) not in (stored, 'Ian')
+    assert room.people[identity['id']].name == my_name(tab)  # the same person, under a new name
+    with tab:
+        assert app.storage.tab['identity'] == {'id': identity['id'], 'name': my_name(tab)}
+
+
+async def test_a_tab_asks_for_one_reply_so_far_once_a_second(user: User, room: Room) -> None:
+    """Each answer to a resync is the whole reply: a tab (or a script) asking for one reply again and again gets it
+    once a second, and another reply still answers."""
+    await open_room(user)
+    for number in (1, 2):
+        await ask(user, f'@gpt reply {number} [[tokens:5]]')
+        await eventually(lambda number=number: len(replies(room)) == number
+                         and not replies(room)[-1].status.in_progress)
+        with user:
+            user.find(marker='input').elements.pop().value = ''
+    answered: list[int] = []
+    with user:
+        views = [element for element in ElementFilter(kind=ReplyText)]
+    for view in views:
+        view.run_method = lambda name, *args, view=view: answered.append(view.message_id)  # type: ignore[method-assign]
+    first, second = views
+    for _ in range(5):
+        first.resync()
+    second.resync()
+    assert answered == [first.message_id, second.message_id]
+    await asyncio.sleep(1.05)  # the rate's window: a second later the same reply is answered again
+    first.resync()
+    assert answered[-1] == first.message_id and len(answered) == 3
+
+
+def test_ipv6_loopback_is_served_and_other_ipv6_names_are_not(chat_process: AppProcess) -> None:
+    assert httpx.get(chat_process.url, headers={'Host': f'[::1]:{chat_process.port}'}).status_code == 200
+    assert httpx.get(chat_process.url, headers={'Host': f'[2001:db8::1]:{chat_process.port}'}).status_code == 400
+    polling = chat_process.url.rstrip('/') + '/_nicegui_ws/socket.io/?EIO=4&transport=polling'
+    page = f'http://[::1]:{chat_process.port}'
+    assert httpx.get(polling, headers={'Host': f'[::1]:{chat_process.port}', 'Origin': page}).status_code != 403
+
+
+def test_a_wildcard_in_allowed_hosts_serves_the_page_and_its_socket(tmp_path: Path) -> None:
+    assert same_site('https://chat.team.example', 'chat.team.example', {'*.team.example'})
+    assert not same_site('https://team.example', 'team.example', {'*.team.example'})  # as Starlette reads it
+    assert not same_site('https://evil.example', 'evil.example', {'*.team.example'})
+    with AppProcess(tmp_path, ['--provider', 'demo', '--allowed-hosts', '*.team.example', '--no-room-key']) as app:
+        host = f'chat.team.example:{app.port}'
+        assert httpx.get(app.url, headers={'Host': host}).status_code == 200
+        polling = app.url.rstrip('/') + '/_nicegui_ws/socket.io/?EIO=4&transport=polling'
+        assert httpx.get(polling, headers={'Host': host, 'Origin': f'http://{host}'}).status_code != 403
+        assert httpx.get(polling, headers={'Host': host, 'Origin': f'http://evil.example:{app.port}'}).status_code \
+            == 403
+
+
+def test_the_key_page_takes_ten_guesses_a_minute_from_an_address(keyed_app: AppProcess) -> None:
+    for number in range(WRONG_KEYS_PER_MINUTE):
+        assert httpx.get(keyed_app.url, params={'key': f'guess-{number}'}).status_code == 401
+    refused = httpx.get(keyed_app.url, params={'key': 'one-more-guess'})
+    assert refused.status_code == 429 and 'Too many wrong keys' in refused.text and refused.headers['Retry-After']
+    assert httpx.get(keyed_app.url, params={'key': KEY}).status_code == 429  # not even the right one, for now
+    assert 'This room needs its key' in httpx.get(keyed_app.url).text  # the page itself still shows
+
+
+def test_the_page_never_shows_a_servers_address(tmp_path: Path) -> None:
+    """OPENAI_BASE_URL, and a bots file's base_url, may hold credentials or internal names: the page names models."""
+    bots = tmp_path / 'bots.toml'
+    bots.write_text('[[bots]]\nname = "gpt"\nprovider = "openai"\nmodel = "gpt-4.1-mini"\n\n'
+                    '[[bots]]\nname = "inside"\nprovider = "openai"\nmodel = "llama-3-8b"\n'
+                    'base_url = "http://svc:hunter2@llm.corp.internal:9999/v1"\n')
+    environment = child_environment(OPENAI_API_KEY='sk-test-secret-key',
+                                    OPENAI_BASE_URL='http://proxy-user:swordfish@gateway.corp.internal:8443/v1')
+
+    async def everything_a_tab_gets(app: AppProcess) -> str:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(app.url) as page:
+                html = await page.text()
+            tab = SocketTab(session, app.url, keep_frames=True)
+            await tab.open()
+            await asyncio.wait_for(tab.ready.wait(), 15)
+            await tab.close()
+            return html + ''.join(tab.frames or [])
+
+    with AppProcess(tmp_path, ['--bots', str(bots)], env=environment) as app:
+        seen = asyncio.run(everything_a_tab_gets(app))
+        log = app.log()
+    assert 'llama-3-8b' in seen and 'gpt-4.1-mini' in seen  # the models are named
+    for secret in ('corp.internal', 'hunter2', 'swordfish', ':9999', ':8443', 'sk-test-secret-key'):
+        assert secret not in seen, secret
+        assert secret not in log, secret

@@ -23,11 +23,13 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
+from ..limits import RateLimit
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = {'127.0.0.1', 'localhost', '::1'}
 COOKIE = 'chat_room_key'
+WRONG_KEYS_PER_MINUTE = 10
 KEY_PAGE = '''<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Streaming chat</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>body {{ font-family: sans-serif;
 max-width: 26rem; margin: 15vh auto; padding: 0 1rem; color: #333 }} input, button {{ font-size: 1rem; padding: .4rem;
@@ -66,6 +68,7 @@ def served_hosts(settings: Settings) -> list[str]:
         with contextlib.suppress(OSError):
             hosts |= {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
     hosts |= {host.strip() for host in settings.allowed_hosts.split(',') if host.strip()}
+    hosts |= {f'[{host}]' for host in hosts if ':' in host and not host.startswith('[')}  # a Host header's IPv6 form
     return sorted(host.lower() for host in hosts if host)
 
 
@@ -91,6 +94,7 @@ class RoomDoor:
         self.app = app
         self.key = key
         self.hosts = set(hosts)
+        self.wrong_keys = RateLimit(WRONG_KEYS_PER_MINUTE, 60)  # per address: a key is not to be guessed
         self.token = hashlib.sha256(f'chat room key: {key}'.encode()).hexdigest() if key else ''  # not the key itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,10 +111,16 @@ class RoomDoor:
 
     async def key_page(self, scope: Scope, receive: Receive, send: Send) -> None:
         given = parse_qs(scope.get('query_string', b'').decode(errors='replace')).get('key', [''])[0]
+        address = (scope.get('client') or ('',))[0]  # behind a proxy, the proxy's: then everyone's together
+        if given and (wait := self.wrong_keys.wait(address)):
+            return await PlainTextResponse(f'Too many wrong keys from your address: try again in {wait:.0f} s.', 429,
+                                           headers={'Retry-After': str(round(wait))})(scope, receive, send)
         if given and self.key and hmac.compare_digest(given.encode(), self.key.encode()):
             response = RedirectResponse('/', status_code=303)  # the key leaves the address bar and the history
             response.set_cookie(COOKIE, self.token, max_age=30 * 24 * 3600, httponly=True, samesite='lax')
             return await response(scope, receive, send)
+        if given:
+            self.wrong_keys.record(address)
         wrong = '<p class="wrong">That key does not open this room.</p>' if given else ''
         page = HTMLResponse(KEY_PAGE.format(wrong=wrong), status_code=401 if given else 200,
                             headers={'Content-Security-Policy': KEY_PAGE_POLICY, 'Cache-Control': 'no-store'})
@@ -126,9 +136,17 @@ def same_site(origin: str | None, host: str, hosts: set[str]) -> bool:
     try:  # (`null` has no host name: refused)
         page, served = urlsplit(origin.lower()), urlsplit('//' + host.lower())
         # Behind a proxy, the Host header may leave out the port the page was served on: then the names must match.
-        return page.hostname in hosts and page.hostname == served.hostname and served.port in (None, page.port)
+        return is_served(page.hostname or '', hosts) and page.hostname == served.hostname \
+            and served.port in (None, page.port)
     except ValueError:  # a port that is not a number
         return False
+
+
+def is_served(name: str, hosts: set[str]) -> bool:
+    """Whether the room is served under this host name, as TrustedHostMiddleware reads --allowed-hosts: `*.x` for any
+    name under x, `*` for any name (IPv6 addresses are in `hosts` with and without their brackets)."""
+    return bool(name) and (name in hosts or '*' in hosts or any(
+        host.startswith('*.') and name.endswith(host[1:]) for host in hosts))
 
 
 def cookie(headers: Headers, name: str) -> str:

@@ -58,7 +58,7 @@ def status_line(message: Message) -> str:
 
 class Bubble:
     def __init__(self, message: Message, *, mine: bool, on_stop: Callable[[int], None],
-                 reply_so_far: Callable[[int], LiveMarkdown | None], may_resync: Callable[[], bool]) -> None:
+                 reply_so_far: Callable[[int], LiveMarkdown | None], may_resync: Callable[[int], bool]) -> None:
         self.message = message
         self.reply_so_far = reply_so_far  # asks a reply in progress how far it got (None once it has ended)
         self.stop_button: ui.button | None = None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import socketio
-from nicegui import Client, core
+from nicegui import core
 
 from ..limits import RateLimit
 
@@ -29,7 +29,8 @@ SHAPES: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 LOG_SHAPE: dict[str, type | tuple[type, ...]] = {'client_id': str, 'level': str, 'message': str}  # see browser_log
 LOG_LEVELS = {'debug': 'debug', 'info': 'info', 'warning': 'warning', 'error': 'warning'}  # a tab's, not the server's
-BROWSER_LOGS = RateLimit(5, 60)  # per tab: enough to see a real error, not enough to fill the server's log
+BROWSER_LOGS = RateLimit(5, 60)  # per socket: enough to see a real error, not enough to fill the server's log
+ALL_BROWSER_LOGS = RateLimit(30, 60)  # every socket together: a visitor who opens many cannot fill it either
 
 
 def guard_socket_messages() -> None:
@@ -87,13 +88,15 @@ def checked(name: str, shape: dict[str, type | tuple[type, ...]], handler: Calla
 
 
 def browser_log(sid: str, message: Any = None) -> None:
-    """A tab's console message, in the server's log: known levels only (an error in a tab is a warning here), a few
-    a minute per tab, cut short."""
-    if not well_formed(message, LOG_SHAPE) or message['level'] not in LOG_LEVELS:
+    """A tab's console message, in the server's log: known levels only (an error in a tab is a warning here), cut
+    short; a few a minute from a socket, whatever they say, and a few more from all of them together. Only from the
+    socket of the tab it names (any page load makes a client, whose id a script could name from another socket)."""
+    if not well_formed(message, LOG_SHAPE) or message['level'] not in LOG_LEVELS or BROWSER_LOGS.wait(sid):
         return
-    if Client.instances.get(message['client_id']) is None or BROWSER_LOGS.wait(message['client_id']):
+    BROWSER_LOGS.record(sid)
+    if message['client_id'] not in core.sio.rooms(sid) or ALL_BROWSER_LOGS.wait('all'):  # (the handshake's room)
         return
-    BROWSER_LOGS.record(message['client_id'])
+    ALL_BROWSER_LOGS.record('all')
     getattr(log, LOG_LEVELS[message['level']])('a tab says: %s', message['message'][:300])
 
 

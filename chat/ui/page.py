@@ -16,7 +16,7 @@ from ..performance.pacing import Pacer
 from ..room import Person, Room
 from .avatars import register_avatar_routes
 from .bubble import Bubble
-from .people import BotSuggestions, MyName, PeopleList, new_identity
+from .people import BotSuggestions, MyName, PeopleList, identity_on_arrival, new_identity
 from .scrolling import MessageList
 from .stream import ReplyTextBroadcast
 
@@ -24,8 +24,8 @@ T = TypeVar('T')
 STYLE_SHEET = Path(__file__).with_name('style.css')
 
 
-def spending(room: Room) -> str:
-    return f'Today: {room.limits.spent_today:,} of {room.settings.daily_token_budget:,} tokens'
+def spending(spent: int, budget: int) -> str:
+    return f'Today: {spent:,} of {budget:,} tokens'
 
 
 def placeholder(names: list[str]) -> str:
@@ -44,7 +44,8 @@ class ChatPage:
         self.client = ui.context.client
         self.bubbles: dict[int, Bubble] = {}
         self.stop_rate = RateLimit(1, 0.5)  # a few presses of Stop a second, from one tab
-        self.resync_rate = RateLimit(10, 60)
+        self.resync_rate = RateLimit(10, 60)  # requests for a reply so far, all replies together
+        self.resync_rate_of_a_reply = RateLimit(1, 1.0)  # and for one reply
         self.spending: ui.label | None = None
         # The list fills the space between header and footer exactly, whatever their height (Quasar's
         # page container leaves room for both): the newest message never hides behind the message box.
@@ -57,12 +58,15 @@ class ChatPage:
         room.added.subscribe(lambda message: self.paced(self.on_added, message))
         room.changed.subscribe(lambda message: self.paced(self.on_changed, message))
         room.presence_changed.subscribe(lambda person: self.paced(self.people.on_presence_changed, person))
+        if self.spending is not None:  # as it changes: a reply's end here or elsewhere, a check, a new day
+            room.spending_changed.subscribe(lambda spent: self.paced(self.show_spending, spent))
 
     def build_header(self) -> None:
         with ui.header().classes('items-center gap-3 bg-grey-9 q-py-sm'):
             ui.label('Streaming chat').classes('text-lg font-medium')
-            if self.room.settings.daily_token_budget:
-                self.spending = ui.label(spending(self.room)).classes('text-xs text-grey-4').mark('spending')
+            if budget := self.room.settings.daily_token_budget:
+                self.spending = ui.label(spending(self.room.limits.spent_today, budget)) \
+                    .classes('text-xs text-grey-4').mark('spending')
             for bot in self.room.bots.values():  # orange: not a real model
                 ui.badge(bot.description, color='orange-9' if isinstance(bot.provider, DemoProvider) else 'teal-8') \
                     .classes('text-xs ellipsis').style('max-width: 28rem').mark('provider').tooltip(bot.description)
@@ -100,8 +104,10 @@ class ChatPage:
     def on_changed(self, message: Message) -> None:
         if message.id is not None and (bubble := self.bubbles.get(message.id)):
             bubble.change(message)
-        if self.spending is not None and not message.status.in_progress:
-            self.spending.set_text(spending(self.room))
+
+    def show_spending(self, spent: int) -> None:
+        assert self.spending is not None
+        self.spending.set_text(spending(spent, self.room.settings.daily_token_budget))
 
     # what this tab's reader does
 
@@ -118,11 +124,14 @@ class ChatPage:
             self.input.value = ''
         self.message_list.jump_to_bottom()
 
-    def may_resync(self) -> bool:
-        """A tab that missed pieces asks for a reply so far, each answer the whole reply: ten a minute, at most."""
-        allowed = not self.resync_rate.wait('resync')
+    def may_resync(self, message_id: int) -> bool:
+        """A tab that missed pieces asks for a reply so far, each answer the whole reply: ten a minute at most, and
+        once a second for one reply."""
+        reply = str(message_id)
+        allowed = not self.resync_rate.wait('resync') and not self.resync_rate_of_a_reply.wait(reply)
         if allowed:
             self.resync_rate.record('resync')
+            self.resync_rate_of_a_reply.record(reply)
         return allowed
 
     def stop_reply(self, message_id: int) -> None:
@@ -143,7 +152,7 @@ def register_page(room: Room, broadcast: ReplyTextBroadcast, pacer: Pacer) -> No
         await client.connected()  # the tab's storage (who this tab is) needs the socket: nothing awaited after this
         if client.is_deleted:  # it never connected (curl, a link preview, a tab closed at once) and was pruned
             return
-        identity = app.storage.tab.get('identity') or new_identity(room)
+        identity = identity_on_arrival(app.storage.tab.get('identity') or new_identity(room), room)
         app.storage.tab['identity'] = identity
         person = room.join(identity['id'], identity['name'], client.id, str(app.storage.browser.get('id', '')))
         client.on_delete(lambda: room.leave(person.id, client.id))

@@ -23,30 +23,74 @@ PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N
 def new_identity(room: Room) -> dict[str, str]:
     """A made-up first name, preferably one nobody in the room has right now."""
     fake = Faker()
-    taken = {person.name for person in room.people.values()}
+    taken = {name_skeleton(person.name) for person in room.people.values()}
     name = fake.first_name()
     for _ in range(20):
-        if name not in taken:
+        if name_skeleton(name) not in taken:
             break
         name = fake.first_name()
     return {'id': uuid4().hex, 'name': name}
 
 
+def identity_on_arrival(identity: dict[str, str], room: Room) -> dict[str, str]:
+    """A tab that comes back keeps its stored name if the rules still allow it; else (someone took it meanwhile, or
+    it was stored under older rules) it gets a made-up one, and stays the same person."""
+    me = room.people.get(identity['id']) or Person(identity['id'], identity['name'])
+    if name_problem(identity['name'], room, me) is None:
+        return identity
+    return {'id': identity['id'], 'name': new_identity(room)['name']}
+
+
+# The name rules. A name is shown to everyone, beside what its person writes: it must be visible, and it must not
+# pass for a bot or for someone else in the room.
 INVISIBLE = {'Cc', 'Cf', 'Cs', 'Co', 'Cn', 'Zl', 'Zp'}  # control and format characters (zero-width, bidi), breaks
+# Letters and symbols that draw nothing: Hangul fillers, the blank braille pattern, a blank musical notehead.
+BLANKS = set('\u115f\u1160\u3164\uffa0\u2800\U0001d159')
+MARKS_ON_ONE_LETTER = 3  # combining accents in a row: Vietnamese or Thai need two or three, a pile needs more
+# Letters of other scripts that look like Latin ones (after case folding: a Greek capital Ι is ι), and Latin ones
+# that look like each other in many fonts (I and l, 0 and O). Not all of Unicode's confusables: the common ones.
+LOOKALIKES = str.maketrans({
+    'а': 'a', 'в': 'b', 'е': 'e', 'һ': 'h', 'н': 'h', 'і': 'i', 'ј': 'j', 'к': 'k', 'м': 'm', 'о': 'o',
+    'р': 'p', 'ԛ': 'q', 'с': 'c', 'ѕ': 's', 'т': 't', 'у': 'y', 'ԝ': 'w', 'х': 'x', 'ԁ': 'd', 'ѵ': 'v',
+    'α': 'a', 'β': 'b', 'ε': 'e', 'η': 'h', 'ι': 'i', 'κ': 'k', 'μ': 'm', 'ν': 'v', 'ο': 'o', 'ρ': 'p',
+    'τ': 't', 'υ': 'y', 'χ': 'x', 'ζ': 'z', 'ı': 'i', 'ɡ': 'g', 'l': 'i', '1': 'i', '|': 'i', '0': 'o',
+})
 
 
-def name_problem(name: str, room: Room, me: Person) -> str | None:
-    """Why `name` cannot be this person's name, or None."""
-    if not isinstance(name, str) or any(unicodedata.category(character) in INVISIBLE for character in name):
+def name_skeleton(name: str) -> str:
+    """What a name looks like, to tell names apart: compatibility forms folded (ｇｐｔ is gpt), case ignored, and
+    lookalike letters read as one (gрt, with a Cyrillic р, is gpt; Ιan, with a Greek Ι, is Ian; rn is m)."""
+    return unicodedata.normalize('NFKC', name).casefold().translate(LOOKALIKES).replace('rn', 'm')
+
+
+def visible_name_problem(name: str) -> str | None:
+    """Why `name` would not show as a name (it is stripped first), or None."""
+    if any(unicodedata.category(character) in INVISIBLE for character in name):
         return 'No control or invisible characters, please'
     name = name.strip()
     if not 1 <= len(name) <= 40:
         return '1 to 40 characters'
-    taken = name.casefold()
-    if any(taken in (bot.name.casefold(), f'@{bot.name}'.casefold(), bot.author.casefold())
+    if not any(unicodedata.category(character)[0] in 'LNPS' and character not in BLANKS for character in name):
+        return 'A name needs a letter, digit or sign that shows'
+    marks = 0
+    for character in unicodedata.normalize('NFC', name):
+        marks = marks + 1 if unicodedata.category(character)[0] == 'M' else 0
+        if marks > MARKS_ON_ONE_LETTER:
+            return 'Too many accents on one letter'
+    return None
+
+
+def name_problem(name: str, room: Room, me: Person) -> str | None:
+    """Why `name` cannot be this person's name, or None."""
+    if not isinstance(name, str):
+        return 'No control or invisible characters, please'
+    if problem := visible_name_problem(name):
+        return problem
+    looks = name_skeleton(name.strip())
+    if any(looks in {name_skeleton(bot.name), name_skeleton(f'@{bot.name}'), name_skeleton(bot.author)}
            for bot in room.bots.values()):
         return "That is a bot's name"
-    if any(person.name.casefold() == taken for person in room.people.values() if person.id != me.id):
+    if any(name_skeleton(person.name) == looks for person in room.people.values() if person.id != me.id):
         return 'Someone here has that name'
     return None
 

@@ -45,17 +45,18 @@ class ReplyText(Element, component='reply_text.js', dependencies=['reply_blocks.
     """A reply's text as one tab shows it: the finished blocks formatted, the block being written as text."""
 
     def __init__(self, message_id: int, state: Callable[[], dict[str, Any]], *, live: bool,
-                 may_resync: Callable[[], bool] = lambda: True) -> None:
+                 may_resync: Callable[[int], bool] = lambda message_id: True) -> None:
         super().__init__()
+        self.message_id = message_id
         self.state = state  # the reply so far, from its owner (or, once it ended, its final text)
-        self.may_resync = may_resync  # the tab's own allowance, over all its replies
+        self.may_resync = may_resync  # the tab's own allowance, for this reply and over all its replies
         self._props.update({**state(), 'live': live, 'message-id': message_id})
         self.on('resync', self.resync)
 
     def resync(self) -> None:
         """A tab that noticed a gap asks for the reply so far (rare: after a dropped connection; it asks again, ever
         more slowly, until an answer comes). Each answer is the whole reply, so the tab's allowance bounds them."""
-        if self.may_resync():
+        if self.may_resync(self.message_id):
             self.run_method('reset', self.state())
 
     def finish(self) -> None:

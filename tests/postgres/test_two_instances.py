@@ -241,6 +241,29 @@ async def test_a_reply_whose_instance_dies_is_marked_interrupted_by_the_other(
                     'the other instance\'s tab was not told')
 
 
+async def test_a_reply_in_progress_on_one_instance_holds_the_budget_on_the_other(
+        postgres_url: str, model_server: FakeOpenAI, tmp_path: Path) -> None:
+    """A reply being written may cost its prompt and max_tokens (here more than the whole budget): the other instance
+    sees it in the database, and takes no question until it has ended."""
+    flags = ('--daily-token-budget', '1000', '--max-tokens', '1000')
+    pair = [instance(tmp_path / name, postgres_url, model_server.base_url, *flags) for name in ('a', 'b')]
+    try:
+        for app in pair:
+            app.start()
+        async with tabs_on(*pair) as (tab_a, tab_b):
+            await tab_a.ask('@gpt a long one [[tokens:100]] [[delay:0.1]]')
+            await until(lambda: any(m.kind == Kind.BOT and m.status == Status.STREAMING for m in stored(postgres_url)),
+                        10, 'the first reply did not start')
+            await tab_b.ask('@gpt and one from the other instance?')
+            await until(lambda: any('may be spent by the replies being written' in frame
+                                    for frame in tab_b.frames or []), 10, 'the other instance did not refuse')
+            assert len(model_server.requests) == 1, 'a second request reached the provider'
+            assert len([m for m in stored(postgres_url) if m.kind == Kind.BOT]) == 1
+    finally:
+        for app in pair:
+            app.stop()
+
+
 async def test_two_instances_share_the_days_token_budget(postgres_url: str, model_server: FakeOpenAI,
                                                         tmp_path: Path) -> None:
     pair = [instance(tmp_path / name, postgres_url, model_server.base_url, '--daily-token-budget', '100')

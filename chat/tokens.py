@@ -1,0 +1,31 @@
+"""Counting tokens the provider did not count: a reply's cost when its server sent no usage, and what a reply may
+cost before it has begun (the daily budget holds that much for it, limits.py).
+
+llama.cpp's OpenAI-compatible server and some Ollama versions send no usage with a stream. llama.cpp's counts with
+the model's own tokenizer (server_tokenizer.py); where no tokenizer fits the model (Ollama, and a reply stopped
+midway, whose stream is closed), the count is an estimate: about four characters a token, as OpenAI says of English
+text, and a few tokens of framing for each message of the prompt. Both are stored marked as estimates.
+"""
+
+from __future__ import annotations
+
+from .providers import ChatMessages, Request, Usage
+
+CHARS_PER_TOKEN = 4
+FRAMING_TOKENS = 4  # for each message of a prompt: its role and the separators around it
+
+
+def estimated_prompt_tokens(messages: ChatMessages) -> int:
+    return sum(len(message['content']) for message in messages) // CHARS_PER_TOKEN + FRAMING_TOKENS * len(messages)
+
+
+def estimated_usage(request: Request, text: str) -> Usage:
+    """The prompt's estimate, and the reply's text so far (none, if it was stopped before its first token)."""
+    return Usage(prompt_tokens=estimated_prompt_tokens(request.messages),
+                 completion_tokens=max(1, len(text) // CHARS_PER_TOKEN) if text else 0, estimated=True)
+
+
+def longest_prompt_tokens(system_prompt: str, max_chars: int, messages: int) -> int:
+    """The estimate of the longest prompt a bot may be sent: its system prompt, then at most `max_chars` of
+    conversation in at most `messages` messages (bot.py `prompt`)."""
+    return (len(system_prompt) + max_chars) // CHARS_PER_TOKEN + FRAMING_TOKENS * (messages + 1)
