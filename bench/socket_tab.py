@@ -182,7 +182,8 @@ class SocketTab:
                 await self._read()
             if self.closing:
                 return
-            self.drops += 1
+            if not self.refused:  # a refusal ends a reconnection: it is not another drop
+                self.drops += 1
             await asyncio.sleep(1.0)
             with contextlib.suppress(aiohttp.ClientError, OSError, RuntimeError):
                 await (self.open() if self.refused else self._connect())
@@ -200,7 +201,9 @@ class SocketTab:
             elif data.startswith(EVENT):
                 self._on_message(data, now)
             elif data.startswith('44'):  # socket.io connect error: the server no longer knows this client
-                self.refused = True
+                self.refused = True  # it leaves the WebSocket open, idle: close it, and load the page anew
+                await self.ws.close()
+                return
 
     def _on_message(self, data: str, now: float) -> None:
         SocketTab.last_message_at = now

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import pytest
@@ -12,6 +12,7 @@ from nicegui.testing import User
 
 from chat.models import Kind, Message, Status
 from chat.performance.gc_policy import PUT_OFF
+from chat.providers import Request
 from chat.room import Room
 
 from .conftest import SentReplyText, eventually, open_room, status_shown
@@ -78,25 +79,48 @@ async def test_a_reply_streams_into_two_tabs_and_ends_the_same_everywhere(
     assert 'tokens' in status_shown(watcher, reply_id)  # usage and timing, shown discreetly
 
 
+class FedModel:
+    """A provider whose reply the test writes as it goes: each text put in `feed` is the next piece; None ends it."""
+
+    name = 'GPT'
+    model = description = 'fed'
+
+    def __init__(self) -> None:
+        self.feed: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def stream(self, request: Request) -> AsyncIterator[str]:
+        while (text := await self.feed.get()) is not None:
+            yield text
+
+
 async def test_a_tab_opened_mid_reply_gets_the_text_so_far_then_the_rest(
-        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI,
-        sent_reply_text: SentReplyText) -> None:
-    fake_openai.script = Script(tokens=numbered_tokens(300), delay=0.02)  # 6 s: time for the late tab to open
+        create_user: Callable[[], User], room: Room, sent_reply_text: SentReplyText,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    model = FedModel()
+    room.bots['gpt'].provider = model  # the reply waits for the test, however long the late tab takes to open,
+    monkeypatch.setattr(room.replies, 'settings', replace(room.replies.settings, reply_timeout=60))  # unwatched
+    tokens = numbered_tokens(300)
     asker = create_user()
     await open_room(asker)
     await ask(asker, '@gpt go slowly')
-    await eventually(lambda: replies(room) and len(text_so_far(room, replies(room)[0])) > 20)
+    for token in tokens[:20]:
+        model.feed.put_nowait(token)
+    await eventually(lambda: replies(room))
     reply_id = replies(room)[0].id
     assert reply_id is not None
+    await eventually(lambda: sent_reply_text.shown(asker, reply_id) == ''.join(tokens[:20]).strip())  # all sent
 
     latecomer = create_user()
     await open_room(latecomer)
-    first_seen = sent_reply_text.shown(latecomer, reply_id)
-    assert first_seen and replies(room)[0].status == Status.STREAMING
-    assert ''.join(numbered_tokens(300)).strip().startswith(first_seen)
-
+    assert sent_reply_text.shown(latecomer, reply_id) == ''.join(tokens[:20]).strip()  # the text so far, at once
+    assert replies(room)[0].status == Status.STREAMING
+    for token in tokens[20:40]:
+        model.feed.put_nowait(token)
+    await eventually(lambda: sent_reply_text.shown(latecomer, reply_id) == ''.join(tokens[:40]).strip())  # live
+    for token in [*tokens[40:], None]:
+        model.feed.put_nowait(token)
     await finished_reply(room)
-    await eventually(lambda: sent_reply_text.shown(latecomer, reply_id) == ''.join(numbered_tokens(300)).strip())
+    await eventually(lambda: sent_reply_text.shown(latecomer, reply_id) == ''.join(tokens).strip())
 
 
 async def test_a_long_reply_is_coalesced_for_tabs_and_database(user: User, room: Room, fake_openai: FakeOpenAI) -> None:
@@ -109,11 +133,12 @@ async def test_a_long_reply_is_coalesced_for_tabs_and_database(user: User, room:
     reply = await finished_reply(room, timeout=30)
 
     assert ''.join(tab_updates) == reply.body == ''.join(numbered_tokens(1000))
-    assert len(tab_updates) < 1000 / 5, f'{len(tab_updates)} tab updates for 1,000 tokens'
-    commits = room.store.commits - commits_before
+    # At most one update a beat and one commit a flush (and a few more: the question, the reply's start and end),
+    # however long the reply took on a loaded machine: about 2 s here, so some 40 and 10, not 1,000 of each.
     seconds = reply.duration_ms / 1000  # type: ignore[operator]
-    assert commits <= 4 * seconds + 5, f'{commits} commits in {seconds:.1f} s'
-    assert commits < 1000 / 20
+    assert len(tab_updates) <= seconds / room.settings.ui_interval + 3, f'{len(tab_updates)} in {seconds:.1f} s'
+    commits = room.store.commits - commits_before
+    assert commits <= seconds / room.settings.db_interval + 5, f'{commits} commits in {seconds:.1f} s'
 
 
 async def test_stop_ends_the_reply_in_every_tab_and_closes_the_connection(
@@ -169,8 +194,9 @@ async def test_a_refused_connection_fails_fast_with_a_clear_message(user: User, 
     await ask(user, '@gpt anyone there?')
     reply = await finished_reply(room)
     assert reply.status == Status.ERROR and reply.error is not None and 'Could not reach' in reply.error
-    # Refused at once: well under the 5 s connect timeout, which is what a reply that waited would have taken.
-    assert reply.duration_ms is not None and reply.duration_ms < 4000
+    # Refused at once: a refusal takes milliseconds. The bound is well under what a reply that waited would take:
+    # the 2 s watchdog (--timeout 2), the 5 s connect timeout, or the SDK's own retries (two: about 1.1-1.5 s).
+    assert reply.duration_ms is not None and reply.duration_ms < 1000, reply.duration_ms
 
 
 async def test_one_pending_reply_per_person(

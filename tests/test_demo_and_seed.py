@@ -30,7 +30,7 @@ async def test_the_demo_bot_streams_labelled_text_through_the_same_path(user: Us
     assert reply.body.startswith(DemoProvider().notice)  # every reply says what it is
     assert '```python' in reply.body  # a question about code gets a code block, to show the Markdown rendering
     assert reply.completion_tokens and reply.completion_tokens > 20
-    await user.should_see('Demo bot')
+    await user.should_see('Demo bot', retries=50)
 
 
 async def test_the_demo_bot_honours_the_token_cap() -> None:
@@ -60,7 +60,7 @@ class TestFirstRun:
 
     async def test_an_empty_room_starts_the_script_at_its_own_pace(self, user: User, room: Room) -> None:
         await open_room(user)
-        await user.should_see('Hey, glad you')  # (the apostrophe is HTML-escaped in the page)
+        await user.should_see('Hey, glad you', retries=50)  # (the apostrophe is HTML-escaped in the page)
         await eventually(lambda: len(room.recent) >= 2, timeout=3)  # "What's up?" comes one second later
         first, second = room.recent[0], room.recent[1]
         assert (first.body, second.body) == ("Hey, glad you're here.", "What's up?")

@@ -20,24 +20,31 @@ from sqlalchemy import event
 from chat.models import Status
 from chat.room import Room
 
+from .browser import free_port, serves
 from .conftest import eventually, open_room
 from .fake_openai import FakeOpenAI, Script, numbered_tokens
 
 ROOT = Path(__file__).parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        return probe.getsockname()[1]
-
-
-def start_app(db_path: Path, base_url: str, port: int) -> subprocess.Popen[bytes]:
+def start_app(db_path: Path, base_url: str) -> subprocess.Popen[bytes]:
+    """The app on a free port, once it serves it (if another program took the port first, the app exits at once:
+    then on another)."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith('PYTEST_')}
     environment.update(OPENAI_API_KEY='sk-test', OPENAI_BASE_URL=base_url)
-    return subprocess.Popen(
-        [sys.executable, 'main.py', '--no-browser', '--port', str(port), '--db', str(db_path), '--provider', 'openai',
-         '--retries', '0'], cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(3):
+        port = free_port()
+        app = subprocess.Popen(
+            [sys.executable, 'main.py', '--no-browser', '--port', str(port), '--db', str(db_path), '--provider',
+             'openai', '--retries', '0'], cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while app.poll() is None and not serves(app.pid, port):
+            assert time.monotonic() < deadline, 'the app did not serve its port'
+            time.sleep(0.05)
+        if app.poll() is None:
+            return app
+    raise RuntimeError('the app exited before serving, three times')
 
 
 def rows(db_path: Path) -> list[tuple[int, str, str, str]]:
@@ -54,7 +61,7 @@ def slow_provider() -> Iterator[FakeOpenAI]:
 def test_sigkill_mid_reply_loses_at_most_the_last_flush(tmp_path: Path, slow_provider: FakeOpenAI) -> None:
     """The first-run script asks @gpt 9.2 s in; we kill the app while that reply streams, then start it again."""
     db_path = tmp_path / 'chat.db'
-    app = start_app(db_path, slow_provider.base_url, free_port())
+    app = start_app(db_path, slow_provider.base_url)
     try:
         deadline = time.monotonic() + 30
         while len(slow_provider.sent) < 150:
@@ -67,7 +74,7 @@ def test_sigkill_mid_reply_loses_at_most_the_last_flush(tmp_path: Path, slow_pro
         app.kill()
     before_restart = rows(db_path)
 
-    restarted = start_app(db_path, slow_provider.base_url, free_port())
+    restarted = start_app(db_path, slow_provider.base_url)
     try:
         deadline = time.monotonic() + 20
         while not any(status == 'interrupted' for _, _, status, _ in rows(db_path)):
@@ -149,7 +156,9 @@ async def ask_and_wait(user: User, room: Room, text: str) -> None:
 
 
 async def test_a_provider_that_is_down_then_flaps_then_recovers(user: User, room: Room) -> None:
-    port = free_port()
+    held = socket.socket()  # bound, not listening: a connection is refused, and no other program can take the port
+    held.bind(('127.0.0.1', 0))
+    port = held.getsockname()[1]
     provider = room.bots['gpt'].provider
     provider.client = provider.client.with_options(base_url=f'http://127.0.0.1:{port}/v1')  # type: ignore[attr-defined]
     await open_room(user)
@@ -157,6 +166,7 @@ async def test_a_provider_that_is_down_then_flaps_then_recovers(user: User, room
     await ask_and_wait(user, room, '@gpt are you there?')  # nothing listens on the port yet
     assert room.recent[-1].status == Status.ERROR and 'Could not reach' in (room.recent[-1].error or '')
 
+    held.close()
     with FakeOpenAI(Script(status=503), port=port) as server:  # it comes up, overloaded
         await ask_and_wait(user, room, '@gpt now?')
         assert room.recent[-1].status == Status.ERROR and '503' in (room.recent[-1].error or '')

@@ -155,15 +155,15 @@ async def test_max_tokens_cuts_with_length(client: openai.AsyncOpenAI, parameter
 async def test_delays_are_visible_to_the_client(server: FakeOpenAI, client: openai.AsyncOpenAI) -> None:
     start = time.time()
     arrivals = []
-    async for chunk in await stream(client, '[[tokens:3]] [[delay:0.1]] [[first_delay:0.2]]'):
+    async for chunk in await stream(client, '[[tokens:3]] [[delay:0.3]] [[first_delay:0.2]]'):
         if chunk.choices and chunk.choices[0].delta.content:
             arrivals.append(time.time())
     send_times = [sent_at for sent_at, _ in server.sent]
     assert send_times[0] - start >= 0.19
-    assert all(later - earlier >= 0.09 for earlier, later in itertools.pairwise(send_times))
-    # Each token reaches the client as it is sent, not buffered until the end: buffered, the first would arrive
-    # with the last, 0.2 s after it was sent. Half of that is the bound, a margin for a loaded machine.
-    assert all(arrival - sent_at < 0.1 for arrival, sent_at in zip(arrivals, send_times, strict=True))
+    assert all(later - earlier >= 0.29 for earlier, later in itertools.pairwise(send_times))
+    # The first token reaches the client as it is sent, not buffered until the end: it arrives before the last
+    # is sent, 0.6 s later (an order, not a latency: a loaded machine delays both sides alike).
+    assert len(arrivals) == 3 and arrivals[0] < send_times[-1], (arrivals, send_times)
 
 
 async def test_stall_keeps_stream_open_until_client_leaves(server: FakeOpenAI, client: openai.AsyncOpenAI) -> None:

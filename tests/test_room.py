@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from nicegui import Client, ElementFilter, app, ui
-from nicegui.testing import User
+from nicegui.testing import User, UserInteraction
 
 from chat.models import Message
 from chat.room import Room
@@ -135,8 +135,19 @@ async def test_a_tab_opens_on_the_newest_100_messages_oldest_first(earlier_messa
 
 async def test_empty_and_blank_messages_are_refused_quietly(user: User, room: Room) -> None:
     await open_room(user)
-    for text in ['', '   ', '\n\t ']:
-        await send(user, text)
+    answers: list[Message | None] = []
+    post = room.post
+
+    async def answered_post(person, text):  # type: ignore[no-untyped-def]
+        answers.append(await post(person, text))
+        return answers[-1]
+    room.post = answered_post  # type: ignore[method-assign]
+    for number, text in enumerate(['', '   ', '\n\t ']):
+        with user:
+            user.find(marker='input').elements.pop().value = text  # each blank as it is, not typed after the last
+        user.find(marker='send').click()
+        await eventually(lambda number=number: len(answers) == number + 1)  # the room has answered this one
+    assert answers == [None, None, None]
     await user.should_not_see(kind=ui.chat_message)
     assert await room.store.count() == 0
     assert not user.notify.messages
@@ -163,12 +174,12 @@ async def test_who_is_here_follows_tabs_opening_and_closing(create_user: Callabl
     first, second = create_user(), create_user()
     await open_room(first)
     await open_room(second)
-    await first.should_see('Here now (2)')
+    await first.should_see('Here now (2)', retries=50)
     second_name = my_name(second)
     await eventually(lambda: second_name in people_listed(first))
     assert second.client is not None
     second.client.delete()  # the tab is closed (NiceGUI deletes its client once the socket is gone)
-    await first.should_see('Here now (1)')
+    await first.should_see('Here now (1)', retries=50)
     assert people_listed(first) == [my_name(first)]
 
 
@@ -196,6 +207,16 @@ async def test_older_messages_load_on_demand(earlier_messages: list[str], user: 
     await eventually(lambda: len(bubbles(user)) == 150)
     assert [text for _, text, _ in shown(user)] == [f'old message {index}' for index in range(150)]
     await user.should_not_see(marker='older')  # there is nothing older
+    with user:  # and scrolling to the top again asks the database for nothing
+        (scroller,) = [element for element in user.client.elements.values() if 'message-scroller' in element.classes]
+    (listener,) = [listener for listener in scroller._event_listeners.values() if listener.type == 'scroll']
+    message_list = listener.handler.__self__  # type: ignore[attr-defined]
+    reads: list[object] = []
+    recent = room.store.recent
+    room.store.recent = lambda *args, **kwargs: reads.append(args) or recent(*args, **kwargs)  # type: ignore[method-assign]
+    UserInteraction(user, {scroller}, None).trigger('scroll', {'top': True, 'bottom': False})
+    await eventually(lambda: not message_list.at_bottom)  # the handler ran: it would have begun a load by now
+    assert not message_list.loading_older and reads == []
 
 
 async def test_a_page_request_that_never_opens_its_socket_leaves_no_error(

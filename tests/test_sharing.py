@@ -4,6 +4,7 @@ Stop. The key and the host checks run against `python main.py` in its own proces
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -77,7 +78,10 @@ def test_the_invite_link_lets_a_browser_in_and_its_other_tabs_too(keyed_app: App
                 await tab.open()
                 await asyncio.wait_for(tab.ready.wait(), 15)
             await tabs[1].ask('Hello from the second tab')
-            await asyncio.sleep(1.0)
+            deadline = time.monotonic() + 10  # until the first tab has it too
+            while not any('Hello from the second tab' in frame for frame in tabs[0].frames or []):
+                assert time.monotonic() < deadline, 'the message did not reach the first tab'
+                await asyncio.sleep(0.05)
             seen = [''.join(tab.frames or []) for tab in tabs]
             for tab in tabs:
                 await tab.close()
@@ -156,7 +160,7 @@ async def test_once_the_days_budget_is_spent_questions_are_refused_before_any_re
     await eventually(lambda: replies(room) and not replies(room)[0].status.in_progress)
     assert replies(room)[0].completion_tokens == 150
     spent = replies(room)[0].prompt_tokens + 150  # type: ignore[operator]
-    await user.should_see(f'Today: {spent:,} of 100 tokens')
+    await user.should_see(f'Today: {spent:,} of 100 tokens', retries=50)
     requests = len(fake_openai.requests)
     with user:
         user.find(marker='input').elements.pop().value = ''
@@ -265,7 +269,7 @@ async def test_another_persons_current_name_is_refused_and_a_new_one_is_taken(cr
         assert 'Someone here has that name' in (bob.find(marker='name-input').elements.pop().error or '')
     await rename(bob, 'Bob the Builder')
     await eventually(lambda: my_name(bob) == 'Bob the Builder')
-    await ann.should_see('Bob the Builder')  # in Ann's "Here now"
+    await ann.should_see('Bob the Builder', retries=50)  # in Ann's "Here now"
     await ask(bob, 'hello')
     await eventually(lambda: room.recent and room.recent[-1].author == 'Bob the Builder'
                      and room.recent[-1].kind == Kind.USER)

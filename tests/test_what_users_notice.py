@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -113,6 +115,72 @@ async def test_the_question_window_is_a_minute(user: User, room: Room, fake_open
     await eventually(lambda: room.recent[-1].body == ''.join(numbered_tokens(1)) and not room.replies.in_progress)
 
 
+async def test_the_rooms_message_window_is_a_minute(user: User, room: Room, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(limits, 'time', SimpleNamespace(monotonic=lambda: clock[0]))
+    room.limits.room_message_rate.count = 3  # the room's cap made small; its window is the one the app made
+    await open_room(user)
+    with user:
+        box = user.find(marker='input').elements.pop()
+    for number in range(3):  # 10.1 s apart: the writer's own 10 s window never refuses
+        await ask(user, f'message {number}')
+        await eventually(lambda number=number: len(room.recent) == number + 1)
+        clock[0] += 10.1
+    clock[0] = 1055.0
+    await ask(user, 'one too many')
+    await eventually(lambda: 'at most 3 messages a minute' in (box.error or ''))
+    assert 'Try again in 5 s' in (box.error or '')  # a minute after the first message
+    clock[0] = 1060.1
+    box.value = ''
+    await ask(user, 'now it may go')
+    await eventually(lambda: room.recent[-1].body == 'now it may go')
+
+
+async def test_the_rooms_question_window_is_a_minute(user: User, room: Room, fake_openai: FakeOpenAI,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole room's questions are counted in the database (every instance's): by the replies' created_at."""
+    monkeypatch.setattr(room.limits, 'settings', replace(room.limits.settings, room_gpt_per_minute=2))
+    clock = [1000.0]
+    monkeypatch.setattr(limits, 'time', SimpleNamespace(monotonic=lambda: clock[0]))  # the writer's own windows
+    await open_room(user)
+    with user:
+        box = user.find(marker='input').elements.pop()
+    for number in range(2):
+        await ask(user, f'@gpt question {number} [[tokens:1]]')
+        await eventually(lambda number=number: len(replies(room)) == number + 1 and not room.replies.in_progress)
+        clock[0] += 60.1  # the writer's own question window never refuses
+    asked_at = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)  # both replies, as if begun at the same moment
+    for reply in replies(room):
+        await room.store.save(reply.id, created_at=asked_at)  # type: ignore[arg-type]
+    monkeypatch.setattr(limits, 'utc_now', lambda: asked_at + timedelta(seconds=59.9))
+    await ask(user, '@gpt one more [[tokens:1]]')
+    await eventually(lambda: 'at most 2 questions a minute from the whole room' in (box.error or ''))
+    clock[0] += 60.1
+    monkeypatch.setattr(limits, 'utc_now', lambda: asked_at + timedelta(seconds=60.1))
+    box.value = ''
+    await ask(user, '@gpt now it may go [[tokens:1]]')
+    await eventually(lambda: len(replies(room)) == 3 and not room.replies.in_progress)
+
+
+async def test_the_rename_window_is_a_minute(user: User, room: Room, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(limits, 'time', SimpleNamespace(monotonic=lambda: clock[0]))
+    await open_room(user)
+    for number in range(room.limits.rename_rate.count):
+        await rename(user, f'Name {number}')
+        await eventually(lambda number=number: my_name(user) == f'Name {number}')
+        clock[0] += 1
+    clock[0] = 1055.0
+    await rename(user, 'One too many')
+    with user:
+        box = user.find(marker='name-input').elements.pop()
+    await eventually(lambda: 'Names change at most 5 times a minute: try again in 5 s' in (box.error or ''))
+    assert my_name(user) == 'Name 4'
+    clock[0] = 1060.1
+    await rename(user, 'Now it may go')
+    await eventually(lambda: my_name(user) == 'Now it may go')
+
+
 async def test_a_person_with_two_tabs_stays_listed_until_the_last_closes(create_user: Callable[[], User],
                                                                         room: Room) -> None:
     watcher, twice = create_user(), create_user()
@@ -125,19 +193,24 @@ async def test_a_person_with_two_tabs_stays_listed_until_the_last_closes(create_
     assert len(room.people) == 2 and len(room.people[next(p for p in room.people if room.people[p].name == name)]
                                           .tabs) == 2
     first_client.delete()
-    await asyncio.sleep(0.2)
+    newcomer = create_user()  # news reaches a tab in order: once the watcher lists the newcomer, it has seen the close
+    await open_room(newcomer)
+    await eventually(lambda: my_name(newcomer) in people_listed(watcher))
     assert name in people_listed(watcher)  # still here, in its other tab
     twice.client.delete()
     await eventually(lambda: name not in people_listed(watcher))
-    await watcher.should_see('Here now (1)')
+    await watcher.should_see('Here now (2)', retries=50)
 
 
 async def test_a_crowd_is_summed_up_past_thirty_people(create_user: Callable[[], User], room: Room) -> None:
     tabs = [create_user() for _ in range(33)]
     for tab in tabs:
         await open_room(tab)
-    await tabs[0].should_see('Here now (33)')
-    await tabs[0].should_see('and 3 more')
+    for tab in (tabs[0], tabs[-1]):  # the first tab's rows came one by one; the last one's, with its page
+        await tab.should_see('Here now (33)', retries=50)
+        await tab.should_see('and 3 more')
+        assert len(people_listed(tab)) == 30
+    assert people_listed(tabs[-1])[0] == my_name(tabs[-1])  # oneself first
 
 
 async def test_a_new_name_survives_a_reload(user: User, room: Room) -> None:
@@ -146,6 +219,20 @@ async def test_a_new_name_survives_a_reload(user: User, room: Room) -> None:
     await eventually(lambda: my_name(user) == 'Ada Lovelace')
     await open_room(user)  # the same tab, loaded again
     assert my_name(user) == 'Ada Lovelace'
+
+
+def count_refused(room: Room) -> list[str]:
+    """The status of each save the database refused from now on (a flush: streaming; the final save: how it ended)."""
+    refused: list[str] = []
+    save = room.store.save
+
+    def counted_save(message_id, **changes):  # type: ignore[no-untyped-def]
+        saving = save(message_id, **changes)
+        saving.add_done_callback(lambda done: done.cancelled() or not done.exception()
+                                 or refused.append(changes.get('status', '')))
+        return saving
+    room.store.save = counted_save  # type: ignore[method-assign]
+    return refused
 
 
 @pytest.mark.parametrize('failing', ['the question', 'the reply itself', 'the text so far', 'the end'])
@@ -174,6 +261,7 @@ async def test_a_database_that_refuses_a_replys_writes_leaves_no_one_locked_out(
             refused.set_exception(sqlite3.OperationalError('attempt to write a readonly database'))
             return refused
         room.store.save = save  # type: ignore[method-assign]
+    refused_saves = count_refused(room)
     with user:
         box = user.find(marker='input').elements.pop()
     if failing == 'the question':
@@ -184,6 +272,7 @@ async def test_a_database_that_refuses_a_replys_writes_leaves_no_one_locked_out(
     else:
         await eventually(lambda: replies(room) and not replies(room)[0].status.in_progress, 10)
         assert replies(room)[0].status == Status.DONE and replies(room)[0].body == ''.join(numbered_tokens(40))
+        assert (Status.STREAMING in refused_saves) if failing == 'the text so far' else (Status.DONE in refused_saves)
     if undo:
         undo()
     room.store.add, room.store.save = original_add, original_save  # type: ignore[method-assign]

@@ -53,6 +53,41 @@ def port_is_open(port: int) -> bool:
         return sock.connect_ex(('127.0.0.1', port)) == 0
 
 
+def serves(pid: int, port: int) -> bool:
+    """Whether the process `pid`, or one it started, listens on `port`. A free port is chosen by binding it and
+    letting it go, so another program (another agent's test, an outgoing connection) may take it meanwhile: an
+    open port alone does not say the server behind it is ours. Read from /proc (Linux)."""
+    listening = set()
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()  # local address (hex ip:port), remote address, state (0A: LISTEN), ..., inode
+            if fields[3] == '0A' and int(fields[1].rpartition(':')[2], 16) == port:
+                listening.add(f'socket:[{fields[9]}]')
+    return bool(listening) and any(not listening.isdisjoint(_open_files(member)) for member in process_tree(pid))
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and every process it started, and they started, that is still running."""
+    parents: dict[int, int] = {}
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        with contextlib.suppress(OSError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rpartition(')')[2].split()[1])
+    tree = [pid]
+    for member in tree:
+        tree += [child for child, parent in parents.items() if parent == member]
+    return tree
+
+
+def _open_files(pid: int) -> set[str]:
+    """What the process's file descriptors point to ('socket:[inode]' for a socket)."""
+    targets = set()
+    with contextlib.suppress(OSError):  # it ended meanwhile
+        for descriptor in Path(f'/proc/{pid}/fd').iterdir():
+            with contextlib.suppress(OSError):  # that one was closed meanwhile
+                targets.add(os.readlink(descriptor))
+    return targets
+
+
 def child_environment(**extra: str) -> dict[str, str]:
     """The environment for `python main.py`: without pytest's variables (with PYTEST_CURRENT_TEST set, NiceGUI
     believes it runs inside its own screen test and crashes), without the machine's keys and chat settings."""
@@ -94,20 +129,30 @@ class AppProcess:
         return f'http://127.0.0.1:{self.port}/'
 
     def start(self, timeout: float = 30.0) -> AppProcess:
+        """Start the app and wait until it serves its port; if another program took the port first, on another."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open('wb') as log:
-            # The working directory is the temporary one: NiceGUI keeps tab storage in ./.nicegui there.
-            self.process = subprocess.Popen(self.command, cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=self.new_session)
-        deadline = time.monotonic() + timeout
-        while not port_is_open(self.port):
-            if self.process.poll() is not None:
+        for _ in range(3):
+            with self.log_path.open('wb') as log:
+                # The working directory is the temporary one: NiceGUI keeps tab storage in ./.nicegui there.
+                self.process = subprocess.Popen(self.command, cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL,
+                                                stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=self.new_session)
+            deadline = time.monotonic() + timeout
+            while not (port_is_open(self.port) and serves(self.process.pid, self.port)):
+                if self.process.poll() is not None:
+                    break
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f'the app did not serve on port {self.port} within {timeout:g} s:\n'
+                                       f'{self.log()}')
+                time.sleep(0.05)
+            else:
+                return self
+            if 'address already in use' not in self.log():
                 raise RuntimeError(f'the app exited with {self.process.returncode} before serving:\n{self.log()}')
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f'the app did not serve on port {self.port} within {timeout:g} s:\n{self.log()}')
-            time.sleep(0.05)
-        return self
+            self.port = free_port()
+            self.command[self.command.index('--port') + 1] = str(self.port)
+        raise RuntimeError(f'three free ports in a row were taken before the app could serve on them:\n{self.log()}')
 
     def log(self) -> str:
         return self.log_path.read_text(errors='replace') if self.log_path.exists() else ''

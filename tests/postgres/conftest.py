@@ -12,7 +12,6 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 SERVER_BINARIES = sorted(glob.glob('/usr/lib/postgresql/*/bin'))  # Debian keeps initdb and pg_ctl off the PATH
 database_numbers = count()
@@ -29,12 +29,6 @@ database_numbers = count()
 def postgres_tool(name: str) -> str | None:
     return next((f'{folder}/{name}' for folder in reversed(SERVER_BINARIES) if Path(folder, name).exists()),
                 shutil.which(name))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -54,15 +48,15 @@ def private_postgres() -> Iterator[str]:
     if os.geteuid() == 0:  # PostgreSQL will not run as root
         shutil.chown(folder, 'postgres')
         as_owner = ['runuser', '-u', 'postgres', '--']
-    port = free_port()
     subprocess.run([*as_owner, initdb, '-D', str(data), '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--no-sync'],
                    check=True, capture_output=True)
+    # Only a Unix socket, in the private folder: no TCP port that another program could take first.
     # fsync off: a test server's data may be lost on a power cut; it is deleted afterwards anyway.
-    options = f'-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200'
+    options = f"-k {folder} -c listen_addresses='' -c fsync=off -c max_connections=200"
     subprocess.run([*as_owner, pg_ctl, '-D', str(data), '-o', options, '-l', str(folder / 'server.log'), '-w',
                     'start'], check=True, capture_output=True)
     try:
-        yield f'postgresql+psycopg://postgres@127.0.0.1:{port}/postgres'
+        yield f'postgresql+psycopg://postgres@/postgres?host={folder}'
     finally:
         subprocess.run([*as_owner, pg_ctl, '-D', str(data), '-m', 'immediate', 'stop'], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
@@ -81,7 +75,7 @@ def postgres_url(postgres_server: str) -> str:
     name = f'chat_test_{next(database_numbers)}'
     with psycopg.connect(postgres_server.replace('+psycopg', ''), autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE {name}')
-    return postgres_server.rsplit('/', 1)[0] + f'/{name}'
+    return make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

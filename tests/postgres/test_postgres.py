@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,27 +60,35 @@ def test_a_room_made_by_an_older_version_is_upgraded_with_its_messages(postgres_
     assert differences_from_the_models(postgres_url) == []
 
 
-# Each instance is its own process: they meet at a moment a few seconds ahead, then upgrade (one that comes late
-# fails the test: it would have proved nothing).
+# Each instance is its own process: each says it is ready (Python, SQLAlchemy and Alembic imported, a connection
+# open), then waits for the word; the test gives it to all of them at once, once all are ready.
 START_AT_ONCE = """
-import sys, time
+import sys
 from chat.database import create_database_engine, upgrade
 engine = create_database_engine(sys.argv[1])
-late = time.time() - float(sys.argv[2])
-if late > 0:  # started after the others met: no collision to test
-    sys.exit(f'late by {late:.1f} s')
-time.sleep(-late)
+engine.connect().close()  # the pool keeps it: the upgrade starts without a connection's set-up
+print('ready', flush=True)
+sys.stdin.readline()
 upgrade(engine)
 """
 
 
 def test_instances_starting_at_once_on_an_empty_database_all_start(postgres_url: str) -> None:
-    moment = str(time.time() + 6)  # Python, SQLAlchemy and Alembic imported: about 1 s each, here
-    command_line = [sys.executable, '-c', START_AT_ONCE, postgres_url, moment]
-    starting = [subprocess.Popen(command_line, cwd=ROOT, stderr=subprocess.PIPE, text=True) for _ in range(8)]
-    for instance in starting:  # (eight: without the lock, some nearly always collide)
-        _, errors = instance.communicate(timeout=60)
-        assert instance.returncode == 0, errors
+    command_line = [sys.executable, '-c', START_AT_ONCE, postgres_url]
+    starting = [subprocess.Popen(command_line, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    try:  # (eight: without the lock, some nearly always collide)
+        for instance in starting:
+            assert instance.stdout.readline() == 'ready\n', instance.communicate(timeout=60)[1]  # type: ignore[union-attr]
+        for instance in starting:
+            instance.stdin.write('go\n')  # type: ignore[union-attr]
+            instance.stdin.flush()  # type: ignore[union-attr]
+        for instance in starting:
+            _, errors = instance.communicate(timeout=60)
+            assert instance.returncode == 0, errors
+    finally:
+        for instance in starting:
+            instance.kill()
     engine = create_database_engine(postgres_url)
     try:
         with engine.connect() as connection:
@@ -121,7 +128,7 @@ async def test_the_app_runs_on_postgresql(user: User, room: Room) -> None:
     await open_room(user)
     user.find(marker='input').type('@gpt hello from PostgreSQL')
     user.find(marker='send').click()
-    await user.should_see('hello from PostgreSQL')
+    await user.should_see('hello from PostgreSQL', retries=50)
     for _ in range(200):
         replies = [m for m in await room.store.recent(10) if m.kind == Kind.BOT]
         if replies and replies[0].status == Status.DONE:
