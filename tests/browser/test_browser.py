@@ -22,7 +22,7 @@ from . import AppProcess, Tab, child_environment, wait_until
 from .conftest import TabsFactory
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Locator
 
 pytestmark = pytest.mark.browser
 T = TypeVar('T')
@@ -467,6 +467,15 @@ def scroll_up_and_wait_until_told(tab: Tab, scroll: Callable[[], T]) -> T:
     return scrolled
 
 
+def at_the_bottom(scroller: Locator, message: str) -> float:
+    """Wait until the list is scrolled to its newest message (a reversed list: scrollTop 0 is the bottom)."""
+    return wait_until(lambda: scroller.evaluate('(list) => list.scrollTop'), lambda top: top > -5, message=message)
+
+
+def up_the_page(scroller: Locator, message: str) -> float:
+    return wait_until(lambda: scroller.evaluate('(list) => list.scrollTop'), lambda top: top < -400, message=message)
+
+
 def test_a_reader_scrolled_up_stays_put_and_is_offered_the_new_messages(chat_app: AppProcess,
                                                                         open_tabs: TabsFactory) -> None:
     writer, reader = open_tabs(chat_app.url, 2)
@@ -488,8 +497,7 @@ def test_a_reader_scrolled_up_stays_put_and_is_offered_the_new_messages(chat_app
     reader.page.mouse.move(box['x'] + box['width'] / 2, box['y'] + box['height'] / 2)
     def wheel_up() -> int:
         reader.page.mouse.wheel(0, -500)
-        return wait_until(lambda: scroller.evaluate('(list) => list.scrollTop'), lambda top: top < -400,
-                          message='the wheel did not scroll the list up')  # a reversed list: 0 is the bottom
+        return up_the_page(scroller, 'the wheel did not scroll the list up')
     top = scroll_up_and_wait_until_told(reader, wheel_up)
     new_messages = reader.page.locator('.new-messages')
     assert not new_messages.is_visible(), 'nothing new has arrived yet'
@@ -500,25 +508,21 @@ def test_a_reader_scrolled_up_stays_put_and_is_offered_the_new_messages(chat_app
     after = scroller.evaluate('(list) => list.scrollTop')
     assert after <= top, f'the scrolled-up list moved towards the bottom: scrollTop {top} -> {after}'
     reader.page.mouse.wheel(0, 100_000)  # back down by hand: the offer is taken
-    wait_until(lambda: scroller.evaluate('(list) => list.scrollTop'), lambda top: top > -5,
-               message='the wheel did not scroll the list down')
+    at_the_bottom(scroller, 'the wheel did not scroll the list down')
     new_messages.wait_for(state='hidden', timeout=5000)
     reader.page.mouse.wheel(0, -500)
-    wait_until(lambda: scroller.evaluate('(list) => list.scrollTop'), lambda top: top < -400,
-               message='the wheel did not scroll the list up')
+    up_the_page(scroller, 'the wheel did not scroll the list up')
     writer.send('another one')
     new_messages.wait_for(state='visible', timeout=5000)
     new_messages.click()
-    wait_until(lambda: scroller.evaluate('(list) => list.scrollTop'), lambda top: top > -5,
-               message='"New messages" did not take the reader to the bottom')
+    at_the_bottom(scroller, '"New messages" did not take the reader to the bottom')
     new_messages.wait_for(state='hidden', timeout=5000)
     # (A wheel right after the chip's smooth scroll is sometimes lost in headless Chromium: scroll the list itself.)
     scroll_up_and_wait_until_told(reader, lambda: scroller.evaluate('(list) => list.scrollBy(0, -500)'))
     writer.send('and another')
     new_messages.wait_for(state='visible', timeout=5000)  # the app knows the reader is up the page
     reader.send('my own message')  # one's own message: the reader goes to it
-    wait_until(lambda: scroller.evaluate('(list) => list.scrollTop'), lambda top: top > -5,
-               message='the reader\'s own message did not take them to the bottom')
+    at_the_bottom(scroller, 'the reader\'s own message did not take them to the bottom')
     new_messages.wait_for(state='hidden', timeout=5000)
     assert reader.messages()[-1]['text'] == 'my own message'
 
