@@ -21,8 +21,9 @@ import main as chat_main
 from chat.config import Settings
 from chat.models import Kind, Message
 from chat.performance.pacing import Pacer
+from chat.presence import Person
 from chat.reply import Growth
-from chat.room import Person, Room
+from chat.room import Room
 from chat.ui import bubble, page, stream
 
 from .serve import serve

@@ -63,9 +63,9 @@ def add_stats_route(pause_log: PauseLog, error_log: ErrorLog, loop_lag: LoopLag)
                 'held': {
                     'clients': len(Client.instances),
                     'subscribers': sum(len(event.callbacks) for event in
-                                       (room.added, room.changed, room.presence_changed)),
+                                       (room.added, room.changed, room.presence.changed)),
                     'broadcast_tabs': len(app.state.reply_text_broadcast.client_ids),
-                    'people': len(room.people),
+                    'people': len(room.presence.people),
                     'pending_replies': len(room.replies.in_progress) + len(room.limits.reserved),
                     'tasks': len(asyncio.all_tasks()),
                 }}

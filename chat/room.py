@@ -1,4 +1,4 @@
-"""The room: posting a message, the events every tab listens to, the newest messages, and who is here.
+"""The room: posting a message, the events every tab listens to, and the newest messages.
 
 Tabs never talk to each other. A tab calls `room.post()`; the room stores the message and fires an event; every tab
 (the writer's too) reacts by appending one bubble. A message that mentions bots also starts a reply from each
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from nicegui import Event
@@ -21,23 +20,11 @@ from .config import Settings
 from .limits import Limits, MessageRefused
 from .markdown import LiveMarkdown
 from .models import Message
+from .presence import Person, Presence
 from .reply import Growth, Replies, RoomNews
 from .store import Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Person:
-    id: str
-    name: str
-    browser_id: str = ''  # the browser the person's tabs are in (NiceGUI's browser storage), counted by the limits
-    tabs: set[str] = field(default_factory=set)  # ids of the clients (page loads) this person has open
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """Who the limits count: this person, and their browser, so that a new tab does not start afresh."""
-        return (self.id, f'browser:{self.browser_id}') if self.browser_id else (self.id,)
 
 
 class OtherInstances(Protocol):
@@ -53,13 +40,12 @@ class Room:
         self.store = store
         self.bots = {bot.name: bot for bot in bots}  # in the order they were listed
         self.recent: deque[Message] = deque(maxlen=settings.history_size)
-        self.people: dict[str, Person] = {}
+        self.presence = Presence()  # who is here
         self.is_open = False
         self.ready = asyncio.Event()  # set once the recent messages are loaded; pages wait for it
         self.added = Event[Message]()  # a new message: a person's, or a bot reply that starts thinking
         self.grew = Event[dict[int, Growth]]()  # one beat's new text and finished blocks, by reply id
         self.changed = Event[Message]()  # a reply changed status (streaming, done, stopped, error, ...)
-        self.presence_changed = Event[Person]()  # someone arrived, left (no longer in `people`) or was renamed
         self.spending_changed = Event[int]()  # today's tokens, with a daily budget: the header shows them
         self.replies = Replies(store, settings, RoomNews(added=self.publish, grew=self.grew.emit,
                                                          changed=self.changed.emit))
@@ -136,25 +122,3 @@ class Room:
         name = by.name if by else ''
         if not self.replies.stop(message_id, name) and self.other_instances:
             self.other_instances.stop_reply(message_id, name)
-
-    def join(self, person_id: str, name: str, client_id: str, browser_id: str = '') -> Person:
-        person = self.people.setdefault(person_id, Person(person_id, name, browser_id))
-        is_news = not person.tabs or person.name != name  # a second tab of the same person changes nothing
-        person.name = name
-        person.tabs.add(client_id)
-        if is_news:
-            self.presence_changed.emit(person)
-        return person
-
-    def leave(self, person_id: str, client_id: str) -> None:
-        person = self.people.get(person_id)
-        if person is None:
-            return
-        person.tabs.discard(client_id)
-        if not person.tabs:
-            del self.people[person_id]
-            self.presence_changed.emit(person)
-
-    def rename(self, person: Person, name: str) -> None:
-        person.name = name
-        self.presence_changed.emit(person)

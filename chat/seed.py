@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .room import MessageRefused, Person, Room
+from .presence import Person
+from .room import MessageRefused, Room
 
 log = logging.getLogger(__name__)
 

@@ -220,7 +220,7 @@ async def test_one_pending_reply_per_person(
 async def test_the_context_names_people_and_keeps_order_and_limit(
         two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI) -> None:
     ian, abhi = two_tabs
-    ian_name = room.people[next(iter(room.people))].name
+    ian_name = room.presence.people[next(iter(room.presence.people))].name
     for index in range(3):
         await ask(ian, f'message {index}')
         await eventually(lambda index=index: len(room.recent) == index + 1)

@@ -146,7 +146,7 @@ async def test_the_bots_are_listed_and_offered_as_you_type_an_at(user: User, roo
     with user:  # in "Here now", first, with their model, before the people (who are the ones counted)
         (drawer,) = ElementFilter(kind=ui.right_drawer)
         rows = [element.text for element in drawer.descendants() if isinstance(element, ui.label) and element.text]
-    (me,) = room.people.values()
+    (me,) = room.presence.people.values()
     assert rows == ['Here now (1)', '@critic · critic-model', '@helper · helper-model', f'{me.name} (you)'], rows
     user.find(marker='input').type('thanks @h')
     with user:

@@ -20,9 +20,10 @@ from chat.bot import Bot
 from chat.config import Settings
 from chat.markdown import render_markdown
 from chat.models import Message, Status
+from chat.presence import Person
 from chat.providers import Request
 from chat.reply import Growth
-from chat.room import Person, Room
+from chat.room import Room
 from chat.store import Store
 
 # Every kind of character, control characters, right-to-left marks and emoji included (not lone surrogates,

@@ -184,7 +184,7 @@ async def test_who_is_here_follows_tabs_opening_and_closing(create_user: Callabl
 
 
 async def test_subscriptions_are_released_when_200_tabs_close(create_user: Callable[[], User], room: Room) -> None:
-    events = [room.added, room.changed, room.presence_changed]  # each tab listens to these
+    events = [room.added, room.changed, room.presence.changed]  # each tab listens to these
     before = [len(event.callbacks) for event in events]
     broadcast = app.state.reply_text_broadcast  # growing replies go to every tab at once, not through `room.grew`
     tabs = [create_user() for _ in range(200)]
@@ -197,7 +197,7 @@ async def test_subscriptions_are_released_when_200_tabs_close(create_user: Calla
         tab.client.delete()
     assert [len(event.callbacks) for event in events] == before
     assert broadcast.client_ids == set()
-    assert room.people == {}
+    assert room.presence.people == {}
 
 
 async def test_older_messages_load_on_demand(earlier_messages: list[str], user: User, room: Room) -> None:
@@ -230,4 +230,4 @@ async def test_a_page_request_that_never_opens_its_socket_leaves_no_error(
     await eventually(lambda: lonely.is_deleted)
     await asyncio.sleep(0.2)  # the page's handler resumes after its client's deletion
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR], caplog.text
-    assert len(room.people) == 1  # the lonely request never joined the room
+    assert len(room.presence.people) == 1  # the lonely request never joined the room

@@ -256,7 +256,7 @@ async def test_names_that_are_refused(create_user: Callable[[], User], room: Roo
     await rename(tab, name)
     with tab:
         assert problem in (tab.find(marker='name-input').elements.pop().error or '')
-    assert my_name(tab) == before and room.people[next(iter(room.people))].name == before
+    assert my_name(tab) == before and room.presence.people[next(iter(room.presence.people))].name == before
 
 
 async def test_another_persons_current_name_is_refused_and_a_new_one_is_taken(create_user: Callable[[], User],
@@ -281,7 +281,7 @@ async def test_names_at_the_edges_of_the_rule_are_taken(user: User, room: Room, 
     await open_room(user)
     await rename(user, name)
     await eventually(lambda: my_name(user) == name)
-    assert room.people[next(iter(room.people))].name == name
+    assert room.presence.people[next(iter(room.presence.people))].name == name
 
 
 @pytest.mark.parametrize('lookalike', ['\u0399an', 'lan', '1AN', 'I\u0430n', '\uff29an'])  # Greek Ι, l, 1, Cyrillic а
@@ -320,7 +320,7 @@ async def test_a_tab_that_comes_back_with_a_name_no_longer_allowed_gets_another(
         app.storage.tab['identity'] = identity
     await open_room(tab)  # the same tab, loaded again
     assert my_name(tab) not in (stored, 'Ian')
-    assert room.people[identity['id']].name == my_name(tab)  # the same person, under a new name
+    assert room.presence.people[identity['id']].name == my_name(tab)  # the same person, under a new name
     with tab:
         assert app.storage.tab['identity'] == {'id': identity['id'], 'name': my_name(tab)}
 

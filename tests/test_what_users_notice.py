@@ -190,8 +190,8 @@ async def test_a_person_with_two_tabs_stays_listed_until_the_last_closes(create_
     await open_room(twice)  # the same tab loaded again (a duplicated tab keeps the identity too): two clients
     assert first_client is not None and twice.client is not None and first_client is not twice.client
     name = my_name(twice)
-    assert len(room.people) == 2 and len(room.people[next(p for p in room.people if room.people[p].name == name)]
-                                          .tabs) == 2
+    people = room.presence.people
+    assert len(people) == 2 and len(next(person for person in people.values() if person.name == name).tabs) == 2
     first_client.delete()
     newcomer = create_user()  # news reaches a tab in order: once the watcher lists the newcomer, it has seen the close
     await open_room(newcomer)
@@ -330,4 +330,4 @@ async def test_clients_that_never_connect_do_not_count_as_people(user: User, roo
         await user.http_client.get('/')  # curl, a link preview: a page, no socket
     Client.prune_instances(client_age_threshold=0)
     await asyncio.sleep(0.2)
-    assert len(room.people) == 1
+    assert len(room.presence.people) == 1

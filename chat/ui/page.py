@@ -13,7 +13,8 @@ from ..limits import MessageRefused, RateLimit
 from ..markdown import code_highlight_css
 from ..models import Message
 from ..performance.pacing import Pacer
-from ..room import Person, Room
+from ..presence import Person
+from ..room import Room
 from .avatars import register_avatar_routes
 from .bubble import Bubble
 from .people import BotSuggestions, MyName, PeopleList, identity_on_arrival, new_identity
@@ -57,7 +58,7 @@ class ChatPage:
         self.build_footer()
         room.added.subscribe(lambda message: self.paced(self.on_added, message))
         room.changed.subscribe(lambda message: self.paced(self.on_changed, message))
-        room.presence_changed.subscribe(lambda person: self.paced(self.people.on_presence_changed, person))
+        room.presence.changed.subscribe(lambda person: self.paced(self.people.on_presence_changed, person))
         if self.spending is not None:  # as it changes: a reply's end here or elsewhere, a check, a new day
             room.spending_changed.subscribe(lambda spent: self.paced(self.show_spending, spent))
 
@@ -154,8 +155,8 @@ def register_page(room: Room, broadcast: ReplyTextBroadcast, pacer: Pacer) -> No
             return
         identity = identity_on_arrival(app.storage.tab.get('identity') or new_identity(room), room)
         app.storage.tab['identity'] = identity
-        person = room.join(identity['id'], identity['name'], client.id, str(app.storage.browser.get('id', '')))
-        client.on_delete(lambda: room.leave(person.id, client.id))
+        person = room.presence.join(identity['id'], identity['name'], client.id, str(app.storage.browser.get('id', '')))
+        client.on_delete(lambda: room.presence.leave(person.id, client.id))
         ChatPage(room, person, pacer)
         broadcast.add_tab(client.id)  # growing replies reach this tab from now on
         client.on_delete(lambda: broadcast.remove_tab(client.id))

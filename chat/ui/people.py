@@ -14,7 +14,8 @@ from uuid import uuid4
 from faker import Faker
 from nicegui import app, ui
 
-from ..room import Person, Room
+from ..presence import Person
+from ..room import Room
 from .avatars import BOT_AVATAR_URL, avatar_color, initials, person_avatar_url
 
 PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N more"
@@ -23,7 +24,7 @@ PEOPLE_SHOWN = 30  # rows in the "Here now" list; a crowd is summed up as "and N
 def new_identity(room: Room) -> dict[str, str]:
     """A made-up first name, preferably one nobody in the room has right now."""
     fake = Faker()
-    taken = {name_skeleton(person.name) for person in room.people.values()}
+    taken = {name_skeleton(person.name) for person in room.presence.people.values()}
     name = fake.first_name()
     for _ in range(20):
         if name_skeleton(name) not in taken:
@@ -35,7 +36,7 @@ def new_identity(room: Room) -> dict[str, str]:
 def identity_on_arrival(identity: dict[str, str], room: Room) -> dict[str, str]:
     """A tab that comes back keeps its stored name if the rules still allow it; else (someone took it meanwhile, or
     it was stored under older rules) it gets a made-up one, and stays the same person."""
-    me = room.people.get(identity['id']) or Person(identity['id'], identity['name'])
+    me = room.presence.people.get(identity['id']) or Person(identity['id'], identity['name'])
     if name_problem(identity['name'], room, me) is None:
         return identity
     return {'id': identity['id'], 'name': new_identity(room)['name']}
@@ -90,7 +91,7 @@ def name_problem(name: str, room: Room, me: Person) -> str | None:
     if any(looks in {name_skeleton(bot.name), name_skeleton(f'@{bot.name}'), name_skeleton(bot.author)}
            for bot in room.bots.values()):
         return "That is a bot's name"
-    if any(name_skeleton(person.name) == looks for person in room.people.values() if person.id != me.id):
+    if any(name_skeleton(person.name) == looks for person in room.presence.people.values() if person.id != me.id):
         return 'Someone here has that name'
     return None
 
@@ -131,7 +132,7 @@ class MyName:
         renames.record(self.me.id)
         name = name.strip()
         app.storage.tab['identity'] = {'id': self.me.id, 'name': name}
-        self.room.rename(self.me, name)
+        self.room.presence.rename(self.me, name)
         self.name.set_text(name)
         self.initials.set_text(initials(name))
         self.dialog.close()
@@ -153,7 +154,7 @@ class PeopleList:
             self.list = ui.column().classes('gap-1').mark('people')
             self.more = ui.label().classes('text-xs text-grey-7')
         self.rows: dict[str, ui.label] = {}
-        others = (person for person in room.people.values() if person.id != me.id)
+        others = (person for person in room.presence.people.values() if person.id != me.id)
         for person in [me, *others][:PEOPLE_SHOWN]:
             self.add_row(person)
         self.show_count()
@@ -162,13 +163,13 @@ class PeopleList:
         """One person arrived, left or was renamed: change their row only, so a busy room stays cheap."""
         if row := self.rows.pop(person.id, None):
             self.list.remove(row)
-        if person.id in self.room.people and len(self.rows) < PEOPLE_SHOWN:
+        if person.id in self.room.presence.people and len(self.rows) < PEOPLE_SHOWN:
             self.add_row(person)
         self.show_count()
 
     def show_count(self) -> None:
-        self.title.set_text(f'Here now ({len(self.room.people)})')
-        hidden = len(self.room.people) - len(self.rows)
+        self.title.set_text(f'Here now ({len(self.room.presence.people)})')
+        hidden = len(self.room.presence.people) - len(self.rows)
         self.more.set_text(f'and {hidden} more' if hidden > 0 else '')
 
     def add_row(self, person: Person) -> None:

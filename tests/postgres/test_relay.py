@@ -37,9 +37,10 @@ from chat.instances import relay as relay_module
 from chat.instances.leases import LeasedStore
 from chat.instances.relay import PostgresRelay
 from chat.models import Message, Status
+from chat.presence import Person
 from chat.providers import Request
 from chat.reply import Growth
-from chat.room import Person, Room
+from chat.room import Room
 
 NOTIFY_LIMIT = 8000  # PostgreSQL refuses a NOTIFY payload of 8000 bytes or more ("payload string too long")
 CONTROL = ''.join(map(chr, range(1, 32)))  # JSON writes most of these as \u00XX: 6 bytes for one character
