@@ -49,10 +49,36 @@ class RateLimit:
             self.forget_idle()
         self.times.setdefault(key, deque(maxlen=self.count)).append(time.monotonic())  # the last `count` acts
 
+    def take(self, key: str) -> bool:
+        """If `key` may act now, count the act and say so."""
+        if self.wait(key):
+            return False
+        self.record(key)
+        return True
+
     def forget_idle(self) -> None:
         now = time.monotonic()
         for key in [key for key, times in self.times.items() if not times or times[-1] <= now - self.seconds]:
             del self.times[key]
+
+
+class TabAllowance:
+    """What one tab may ask of the server, however its page is driven (a script on its socket too): a few presses
+    of Stop a second, and the reply so far (each answer is the whole reply) ten times a minute, once a second for
+    one reply."""
+
+    def __init__(self) -> None:
+        self.stops = RateLimit(1, 0.5)
+        self.resyncs = RateLimit(10, 60)
+        self.resyncs_of_a_reply = RateLimit(1, 1.0)
+
+    def may_stop(self) -> bool:
+        return self.stops.take('tab')
+
+    def may_resync(self, message_id: int) -> bool:
+        if self.resyncs.wait('tab') or self.resyncs_of_a_reply.wait(str(message_id)):
+            return False
+        return self.resyncs.take('tab') and self.resyncs_of_a_reply.take(str(message_id))
 
 
 def start_of_day(moment: datetime) -> datetime:

@@ -9,7 +9,7 @@ from typing import TypeVar
 from nicegui import app, ui
 
 from ..demo_bot import DemoProvider
-from ..limits import MessageRefused, RateLimit
+from ..limits import MessageRefused, TabAllowance
 from ..markdown import code_highlight_css
 from ..models import Message
 from ..performance.pacing import Pacer
@@ -44,9 +44,7 @@ class ChatPage:
         self.pacer = pacer  # the room's news reaches every tab at once: this spreads the work over loop turns
         self.client = ui.context.client
         self.bubbles: dict[int, Bubble] = {}
-        self.stop_rate = RateLimit(1, 0.5)  # a few presses of Stop a second, from one tab
-        self.resync_rate = RateLimit(10, 60)  # requests for a reply so far, all replies together
-        self.resync_rate_of_a_reply = RateLimit(1, 1.0)  # and for one reply
+        self.allowance = TabAllowance()  # what this tab may ask of the server, however its page is driven
         self.spending: ui.label | None = None
         # The list fills the space between header and footer exactly, whatever their height (Quasar's
         # page container leaves room for both): the newest message never hides behind the message box.
@@ -96,7 +94,7 @@ class ChatPage:
     def add(self, message: Message) -> None:
         assert message.id is not None
         self.bubbles[message.id] = Bubble(message, mine=message.author_id == self.me.id, on_stop=self.stop_reply,
-                                          reply_so_far=self.room.reply_so_far, may_resync=self.may_resync)
+                                          reply_so_far=self.room.reply_so_far, may_resync=self.allowance.may_resync)
 
     def on_added(self, message: Message) -> None:
         if message.id not in self.bubbles:
@@ -125,20 +123,9 @@ class ChatPage:
             self.input.value = ''
         self.message_list.jump_to_bottom()
 
-    def may_resync(self, message_id: int) -> bool:
-        """A tab that missed pieces asks for a reply so far, each answer the whole reply: ten a minute at most, and
-        once a second for one reply."""
-        reply = str(message_id)
-        allowed = not self.resync_rate.wait('resync') and not self.resync_rate_of_a_reply.wait(reply)
-        if allowed:
-            self.resync_rate.record('resync')
-            self.resync_rate_of_a_reply.record(reply)
-        return allowed
-
     def stop_reply(self, message_id: int) -> None:
         """The Stop button: the reply ends in every tab, saying who stopped it (a few presses a second at most)."""
-        if not self.stop_rate.wait('stop'):
-            self.stop_rate.record('stop')
+        if self.allowance.may_stop():
             self.room.stop(message_id, self.me)
 
 
