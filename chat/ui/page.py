@@ -8,7 +8,6 @@ from typing import TypeVar
 
 from nicegui import app, ui
 
-from ..demo_bot import DemoProvider
 from ..limits import MessageRefused, TabAllowance
 from ..markdown import code_highlight_css
 from ..models import Message
@@ -17,16 +16,13 @@ from ..presence import Person
 from ..room import Room
 from .avatars import register_avatar_routes
 from .bubble import Bubble
-from .people import BotSuggestions, MyName, PeopleList, identity_on_arrival, new_identity
+from .header import Header
+from .people import BotSuggestions, PeopleList, identity_on_arrival, new_identity
 from .scrolling import MessageList
 from .stream import ReplyTextBroadcast
 
 T = TypeVar('T')
 STYLE_SHEET = Path(__file__).with_name('style.css')
-
-
-def spending(spent: int, budget: int) -> str:
-    return f'Today: {spent:,} of {budget:,} tokens'
 
 
 def placeholder(names: list[str]) -> str:
@@ -45,34 +41,19 @@ class ChatPage:
         self.client = ui.context.client
         self.bubbles: dict[int, Bubble] = {}
         self.allowance = TabAllowance()  # what this tab may ask of the server, however its page is driven
-        self.spending: ui.label | None = None
         # The list fills the space between header and footer exactly, whatever their height (Quasar's
         # page container leaves room for both): the newest message never hides behind the message box.
         ui.query('.q-page').classes('relative')
         ui.query('.nicegui-content').classes('absolute-full p-0')
-        self.build_header()
+        self.header = Header(room, person, toggle_people=lambda: self.people.drawer.toggle())
         self.people = PeopleList(room, person)
         self.build_message_list()
         self.build_footer()
         room.added.subscribe(lambda message: self.paced(self.on_added, message))
         room.changed.subscribe(lambda message: self.paced(self.on_changed, message))
         room.presence.changed.subscribe(lambda person: self.paced(self.people.on_presence_changed, person))
-        if self.spending is not None:  # as it changes: a reply's end here or elsewhere, a check, a new day
-            room.spending_changed.subscribe(lambda spent: self.paced(self.show_spending, spent))
-
-    def build_header(self) -> None:
-        with ui.header().classes('items-center gap-3 bg-grey-9 q-py-sm'):
-            ui.label('Streaming chat').classes('text-lg font-medium')
-            if budget := self.room.settings.daily_token_budget:
-                self.spending = ui.label(spending(self.room.limits.spent_today, budget)) \
-                    .classes('text-xs text-grey-4').mark('spending')
-            for bot in self.room.bots.values():  # orange: not a real model
-                ui.badge(bot.description, color='orange-9' if isinstance(bot.provider, DemoProvider) else 'teal-8') \
-                    .classes('text-xs ellipsis').style('max-width: 28rem').mark('provider').tooltip(bot.description)
-            ui.space()
-            MyName(self.room, self.me)
-            ui.button(icon='group', on_click=lambda: self.people.drawer.toggle()) \
-                .props('flat round dense').classes('text-white').tooltip('Who is here')
+        if self.header.spending is not None:  # as it changes: a reply's end here or elsewhere, a check, a new day
+            room.spending_changed.subscribe(lambda spent: self.paced(self.header.show_spending, spent))
 
     def build_message_list(self) -> None:
         self.message_list = MessageList(self.room, self.room.recent, make_bubble=self.add,
@@ -103,10 +84,6 @@ class ChatPage:
     def on_changed(self, message: Message) -> None:
         if message.id is not None and (bubble := self.bubbles.get(message.id)):
             bubble.change(message)
-
-    def show_spending(self, spent: int) -> None:
-        assert self.spending is not None
-        self.spending.set_text(spending(spent, self.room.settings.daily_token_budget))
 
     # what this tab's reader does
 
