@@ -23,7 +23,7 @@ from .markdown import LiveMarkdown
 from .models import INTERRUPTED_ERROR, Kind, Message, Status, utc_now
 from .providers import ProviderError, Request, explain_error
 from .store import Store
-from .tokens import estimated_prompt_tokens, estimated_usage
+from .tokens import estimated_prompt_tokens, usage_to_store
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ class ReplyStream:
             context = await self.replies.store.context_for(self.message.reply_to, self.settings.context_messages)
             request = Request(self.bot.prompt(context, self.settings.max_context_chars), self.bot.max_tokens,
                               waiting_in_line=self._waiting_in_line)
-            self._save_the_prompts_estimate(request)
+            # Until the reply ends, the daily budget holds this prompt and max_tokens for it, on every instance.
+            self._write('the prompt estimate', prompt_tokens=estimated_prompt_tokens(request.messages))
             async for text in self._within_timeout(self.bot.provider.stream(request)):
                 self._add(text)
             if not self.text.strip():
@@ -118,13 +119,6 @@ class ReplyStream:
             log.warning('reply %s failed: %s', self.id, error, exc_info=not isinstance(exception, ReplyTimeout))
         finally:
             await self._finish(status, error, started, request)
-
-    def _save_the_prompts_estimate(self, request: Request) -> None:
-        """Before the question goes: until the reply ends, the daily budget holds this prompt and max_tokens for it,
-        on every instance (limits.py `check_the_budget`)."""
-        saving = self.replies.store.save(self.id, prompt_tokens=estimated_prompt_tokens(request.messages))
-        saving.add_done_callback(lambda done: done.exception() and log.warning(
-            'could not save the prompt estimate of reply %s: %s', self.id, done.exception()))
 
     def _cancelled_ending(self) -> tuple[Status, str | None]:
         """How a cancelled reply ends: stopped by someone, or interrupted (the app is shutting down)."""
@@ -202,10 +196,14 @@ class ReplyStream:
 
     def _save(self) -> None:
         self._save_timer = None
-        # Handed to the database thread now, so it is written before the final write, which comes later.
-        saving = self.replies.store.save(self.id, body=self.text, status=Status.STREAMING)
+        self._write('the text so far', body=self.text, status=Status.STREAMING)
+
+    def _write(self, what: str, **fields: object) -> None:
+        """Hand a write to the database thread now, so it comes before any later one (the final write). If the
+        database refuses it, that is logged and the reply goes on."""
+        saving = self.replies.store.save(self.id, **fields)
         saving.add_done_callback(lambda done: done.exception() and log.warning(
-            'could not save the text so far of reply %s: %s', self.id, done.exception()))
+            'could not save %s of reply %s: %s', what, self.id, done.exception()))
 
     async def _finish(self, status: Status, error: str | None, started: float, request: Request | None) -> None:
         self.finishing = True
@@ -215,11 +213,7 @@ class ReplyStream:
             self.replies.publish_new_text()  # the tabs get the last text and blocks before they hear of the end
         except Exception:  # whatever happens, the reply ends (a tab that missed the last blocks asks for them)
             log.exception('could not send the end of reply %s to the tabs', self.id)
-        usage = request.usage if request else None
-        # The question went, and no usage came back: a server that sends none and has no tokenizer to offer (some
-        # Ollama versions), or a Stop (even before the first token: the prompt was sent). The budget still counts.
-        if usage is None and request is not None and not self.refused:
-            usage = estimated_usage(request, self.text)
+        usage = usage_to_store(request, self.text, refused=self.refused)  # the daily budget counts it
         ending = {
             'status': status,
             'error': error,

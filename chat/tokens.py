@@ -25,6 +25,15 @@ def estimated_usage(request: Request, text: str) -> Usage:
                  completion_tokens=max(1, len(text) // CHARS_PER_TOKEN) if text else 0, estimated=True)
 
 
+def usage_to_store(request: Request | None, text: str, *, refused: bool) -> Usage | None:
+    """What a reply's end stores as its cost: the provider's count; without one, an estimate (a server that sends
+    none and has no tokenizer to offer, or a Stop, even before the first token: the prompt was sent); nothing for a
+    question never sent, or refused before any text."""
+    if request is None or request.usage is not None or refused:
+        return request.usage if request else None
+    return estimated_usage(request, text)
+
+
 def longest_prompt_tokens(system_prompt: str, max_chars: int, messages: int) -> int:
     """The estimate of the longest prompt a bot may be sent: its system prompt, then at most `max_chars` of
     conversation in at most `messages` messages (bot.py `prompt`)."""
