@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,16 @@ PERSONA = ('You are {name}, one of the participants in a group chat, called by w
 
 class BotsFileError(Exception):
     """A bots file the app cannot use; its text names the file, the bot and the problem."""
+
+
+def describe_bots(bots: Iterable[Bot]) -> None:
+    """On the terminal, once the room is open: who answers each bot's mentions (the demo bot, as a warning that says
+    what to change for a real model: the key, the extra, the bots file)."""
+    for bot in bots:
+        if isinstance(bot.provider, DemoProvider):
+            log.warning('%s.', bot.description)
+        else:
+            log.info('%s', bot.description)
 
 
 def make_bots(settings: Settings) -> list[Bot]:
