@@ -60,12 +60,12 @@ class OpenAIProvider:
         (`api_key=''`: send none, as to a server of a bot's own)."""
         self.name = 'GPT'
         self.model = self.description = model or settings.model  # the server's address is not for the page
+        key = settings.api_key if api_key is None else api_key
         server = base_url or settings.base_url  # a server of one's own may send no usage: its tokenizer counts
-        self.tokenizer = ServerTokenizer(server, api_key or settings.api_key) if server else None
+        self.tokenizer = ServerTokenizer(server, key) if server else None
         self.client = openai.AsyncOpenAI(
-            # The SDK insists on a key; local OpenAI-compatible servers often want none and ignore this one.
-            api_key=(settings.api_key if api_key is None else api_key) or 'no-key',
-            base_url=base_url or settings.base_url,
+            api_key=key or 'no-key',  # the SDK insists on one; local servers often want none, and ignore this one
+            base_url=server,
             max_retries=settings.max_retries,
             # Connect fast or fail fast; the read timeout is the reply's own watchdog, not the SDK's.
             timeout=openai.Timeout(connect=settings.connect_timeout, read=None, write=30, pool=30),

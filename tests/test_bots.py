@@ -231,9 +231,15 @@ async def test_a_bot_with_a_server_of_its_own_is_not_sent_the_openai_key(tmp_pat
     path = write(tmp_path, f'[[bots]]\nname = "llama"\nprovider = "openai"\nmodel = "llama3.2"\n'
                            f'base_url = "{fake_openai.base_url}"')
     (llama,) = make_bots(Settings(bots_file=str(path), api_key='sk-openai-secret', base_url='http://127.0.0.1:9/v1'))
-    assert [text async for text in llama.provider.stream(Request([{'role': 'user', 'content': 'hi'}], 5))]
-    (request,) = fake_openai.requests
-    assert 'sk-openai-secret' not in json.dumps(request['headers']) and request['body']['model'] == 'llama3.2'
+    fake_openai.script = Script(send_usage=False)  # as llama.cpp's server: its tokenizer is asked to count
+    fake_openai.tokenizer = True
+    request = Request([{'role': 'user', 'content': 'hi'}], 5)
+    assert [text async for text in llama.provider.stream(request)] and request.usage and request.usage.estimated
+    completion, *counting = fake_openai.requests
+    assert completion['body']['model'] == 'llama3.2' and {asked['path'] for asked in counting} == {
+        '/apply-template', '/tokenize'}
+    for asked in fake_openai.requests:
+        assert 'sk-openai-secret' not in json.dumps(asked['headers']), asked['path']
     keyless = write(tmp_path, '[[bots]]\nname = "llama"\nprovider = "openai"')  # OPENAI_BASE_URL's server needs none
     assert [bot.name for bot in make_bots(Settings(bots_file=str(keyless), base_url=fake_openai.base_url))] == ['llama']
 

@@ -1,15 +1,9 @@
-// A reply's text as it streams into one tab: the core of the stream in the browser. Each piece lands where its
-// offset says, a gap (a dropped connection) is noticed and the reply so far asked for, and pieces that came
-// before their bubble wait for it. How blocks look (the server's HTML made safe, Copy buttons, the block being
-// written as text or in a code box) is reply_blocks.js's part: this file calls it and a first reading can stop here.
-//
-// The server renders a reply's Markdown a block at a time, once, when the block is finished (chat/markdown.py),
-// and sends nothing per tab: once per beat ONE socket message, `grew`, holds each growing reply's new text, where
-// it starts, and the blocks it finished, rendered:
+// A reply's text as it streams into one tab: the core of the stream in the browser. Once per beat ONE socket
+// message, `grew`, holds each growing reply's new text and the blocks it finished, rendered once by the server:
 //   {"12": [340, " the next words"], "15": [80, "...\n\n", 61, 84, "<p>...</p>"]}
-// ([offset, new text] or [offset, new text, blocks from, blocks to, their HTML]). This component appends the text
-// to the block being written and the HTML to the finished blocks, and leaves the rest of the page alone. Offsets
-// count characters (code points, as Python does), so a piece that was missed is noticed.
+// ([offset, new text] or [offset, new text, blocks from, blocks to, their HTML]). Each piece lands where its offset
+// says (offsets count code points, as Python does), a gap (a dropped connection) is noticed and the reply so far
+// asked for, and pieces that came before their bubble wait for it. How blocks look is reply_blocks.js's part.
 
 import { BlockBeingWritten, formatted } from "reply_blocks"; // chat/ui/reply_blocks.js, by its import-map name
 

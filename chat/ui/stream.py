@@ -1,16 +1,11 @@
 """How a growing reply reaches the tabs: one socket message per beat for all of them, not one element per tab.
 
-The straightforward NiceGUI way to grow a text is to add an element (or update a prop) in every tab's page, which
-costs a Python object, a diff and a JSON encoding per tab per piece of text. Here the room's `grew` event, which
-carries one beat's growth of every reply (reply.py keeps the beat), becomes a single socket message: {reply id:
-[offset, new text]}, or [offset, new text, blocks from, blocks to, their HTML] when the reply finished blocks of
-its Markdown (each rendered once, for every tab). socket.io encodes it once and hands it to every tab's socket;
-`reply_text.js` in each tab appends its part (and `reply_blocks.js` draws the blocks).
-
-What a tab would miss this way is healed, not lost: each piece carries its offset, so a tab that missed one (its
-socket dropped for a moment) sees the gap and asks for the reply so far; a tab opened mid-reply starts from the
-reply so far; and when the reply ends, every tab is told its length through NiceGUI's own channel, which survives
-a reconnection, so a tab that missed the end asks too.
+Growing a text the usual NiceGUI way (an element or a prop per piece, in every tab) costs a Python object, a diff and
+a JSON encoding per tab per piece. Here each beat's `grew` event (reply.py keeps the beat) becomes ONE socket
+message, {reply id: [offset, new text, and the blocks it finished, rendered once]}, which socket.io encodes once for
+every tab; `reply_text.js` in each tab appends its part. What a tab misses heals: a piece's offset shows a gap (a
+dropped socket), and the tab asks for the reply so far; so does a tab opened mid-reply, or one that missed the end,
+which every tab is told through NiceGUI's own channel.
 """
 
 from __future__ import annotations
