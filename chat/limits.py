@@ -8,6 +8,7 @@ writer sees, with their text left in the box. A person is counted under their ta
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -18,7 +19,9 @@ from .config import Settings
 from .models import Message, utc_now
 from .reply import Replies
 from .store import Store
-from .tokens import longest_prompt_tokens
+from .tokens import longest_prompt_bound
+
+log = logging.getLogger(__name__)
 
 
 class MessageRefused(Exception):
@@ -28,10 +31,14 @@ class MessageRefused(Exception):
 class RateLimit:
     """At most `count` acts per `seconds` for each key (a person), over a sliding window."""
 
+    KEYS_BEFORE_SWEEP = 1000  # past this many keys, those with nothing left to count go, once a window at most
+    KEYS_AT_MOST = 20_000  # a flood of new keys (addresses, tabs): the first seen go first, so memory stays bounded
+
     def __init__(self, count: int, seconds: float) -> None:
         self.count = count
         self.seconds = seconds
         self.times: dict[str, deque[float]] = {}
+        self.swept_at = 0.0
 
     def wait(self, key: str, acts: int = 1) -> float:
         """Seconds until `key` may act `acts` times more; 0 means now. It only asks: `record` counts an act."""
@@ -45,9 +52,12 @@ class RateLimit:
         return max(self.wait(key, acts) for key in keys)
 
     def record(self, key: str) -> None:
-        if len(self.times) > 1000:  # many people came and went: drop the ones with nothing left to count
-            self.forget_idle()
-        self.times.setdefault(key, deque(maxlen=self.count)).append(time.monotonic())  # the last `count` acts
+        now = time.monotonic()
+        if len(self.times) > self.KEYS_BEFORE_SWEEP and now - self.swept_at >= self.seconds:
+            self.forget_idle(now)  # (at most once a window: a sweep per act would cost the square of the keys)
+        while len(self.times) >= self.KEYS_AT_MOST and key not in self.times:
+            del self.times[next(iter(self.times))]
+        self.times.setdefault(key, deque(maxlen=self.count)).append(now)  # the last `count` acts
 
     def take(self, key: str) -> bool:
         """If `key` may act now, count the act and say so."""
@@ -56,8 +66,8 @@ class RateLimit:
         self.record(key)
         return True
 
-    def forget_idle(self) -> None:
-        now = time.monotonic()
+    def forget_idle(self, now: float) -> None:
+        self.swept_at = now
         for key in [key for key, times in self.times.items() if not times or times[-1] <= now - self.seconds]:
             del self.times[key]
 
@@ -87,6 +97,8 @@ def start_of_day(moment: datetime) -> datetime:
 
 
 class Limits:
+    RECOUNT_AFTER = 0.5  # seconds from a reply's end to reading today's use again (replies that end together: once)
+
     def __init__(self, settings: Settings, store: Store, replies: Replies, bots: Iterable[Bot],
                  spending_changed: Callable[[int], None] = lambda spent: None) -> None:
         self.settings = settings
@@ -99,7 +111,8 @@ class Limits:
         self.room_message_rate = RateLimit(settings.room_messages_per_minute, 60)  # the whole room, this instance
         self.rename_rate = RateLimit(5, 60)  # per person: a name is not a chat
         self.spent_today = 0  # tokens of today's replies, as last counted (the header shows it with a budget)
-        self.counted: set[int] = set()  # today's replies already in `spent_today` (an end may be told twice)
+        self.recount: asyncio.TimerHandle | None = None  # a reply ended: today's use is read again soon
+        self.recounting: asyncio.Task | None = None
         self.day = start_of_day(utc_now())
         self.midnight: asyncio.TimerHandle | None = None  # when today's use starts again from 0
         self.admitting = asyncio.Lock()  # one message at a time from the database's count to the reservation
@@ -109,18 +122,21 @@ class Limits:
         """Raise MessageRefused, saying why, if this message may not be taken now; else count it, and hold the
         writer's place with each bot asked until its reply has started (`release`). `keys`: the writer's identity
         and browser."""
-        if len(text) > self.settings.max_message_chars:
-            raise MessageRefused(f'That message is {len(text):,} characters long; the limit is '
-                                 f'{self.settings.max_message_chars:,}. Nothing was sent.')
+        self.check_the_length(text)
+        self.check_the_writer_may_send(keys, asked)  # before any wait: a refused flood costs no database query
         if asked:  # the database's count: every instance's questions. Held until this one is counted or reserved
             async with self.admitting:  # (the room reserves its replies as soon as this returns, without an await)
-                await self.check_the_room_may_ask(len(asked))
-                self.check_the_writer_may_send(keys, asked)
+                await self.check_the_room_may_ask(asked)
+                self.check_the_writer_may_send(keys, asked)  # again: others may have been counted meanwhile
                 self.count(keys, asked)
                 self.reserved |= {(keys, bot.name) for bot in asked}
             return
-        self.check_the_writer_may_send(keys, asked)
         self.count(keys, asked)
+
+    def check_the_length(self, text: str) -> None:
+        if len(text) > self.settings.max_message_chars:
+            raise MessageRefused(f'That message is {len(text):,} characters long; the limit is '
+                                 f'{self.settings.max_message_chars:,}. Nothing was sent.')
 
     def count(self, keys: tuple[str, ...], asked: list[Bot]) -> None:
         for key in keys:  # no await from the checks to here: nothing else can be counted in between
@@ -159,31 +175,33 @@ class Limits:
         cap = self.settings.max_replies_at_once
         count = len(self.reserved) + len(self.replies.in_progress)
         replies = {number: f'{number} {"reply" if number == 1 else "replies"}' for number in (cap, count)}
-        if len(asked) > cap:  # waiting would not help: ask fewer at once
-            raise MessageRefused(f'This room allows {replies[cap]} at once: ask fewer bots in one message. Your '
-                                 'message is still in the box.')
+        at_once = min(cap, self.question_rate.count, self.settings.room_gpt_per_minute)
+        if len(asked) > at_once:  # waiting would not help: ask fewer at once
+            raise MessageRefused(f'This room takes {at_once} {"question" if at_once == 1 else "questions"} to the bots '
+                                 'in one message at most: ask fewer bots. Your message is still in the box.')
         if count + len(asked) > cap:
             raise MessageRefused(f'The bots are already writing {replies[count]}, and this room allows {cap} at once. '
                                  'Try again in a moment; your message is still in the box.')
 
-    async def check_the_room_may_ask(self, questions: int) -> None:
+    async def check_the_room_may_ask(self, asked: list[Bot]) -> None:
         now = utc_now()
         # The replies stored in the last minute, and the questions being stored now, on their way to be.
         asked_lately = await self.store.replies_since(now - timedelta(minutes=1)) + len(self.reserved)
-        if asked_lately + questions > self.settings.room_gpt_per_minute:
+        if asked_lately + len(asked) > self.settings.room_gpt_per_minute:
             raise MessageRefused(f'The bots take at most {self.settings.room_gpt_per_minute} questions a minute from '
                                  'the whole room. Try again in a moment; your message is still in the box.')
         if self.settings.daily_token_budget:
-            await self.check_the_budget(now)
+            await self.check_the_budget(now, asked)
 
-    async def check_the_budget(self, now: datetime) -> None:
+    async def check_the_budget(self, now: datetime, asked: list[Bot]) -> None:
         """Today's tokens, with every reply in progress (on any instance) and every question being stored counted at
-        the most it may cost: so a burst of questions cannot spend the budget many times over. A reply admitted
-        while some is left may cross the line (it finishes); none is admitted once it is spent or held."""
+        the most it may cost: so a burst of questions cannot spend the budget many times over. One reply admitted
+        while some is left may cross the line (it finishes); the others a message asks for must fit."""
         spent, in_progress = await self.store.spending_since(start_of_day(now))
         self.set_spending(start_of_day(now), spent)
         held = sum(self.worst_case(author_id, prompt_tokens) for author_id, prompt_tokens in in_progress) + \
-            sum(self.worst_case(f'bot:{bot_name}') for _, bot_name in self.reserved)
+            sum(self.worst_case(f'bot:{bot_name}') for _, bot_name in self.reserved) + \
+            sum(self.worst_case(bot.author_id) for bot in asked[1:])
         budget = self.settings.daily_token_budget
         if spent >= budget:
             opens_in = self.day + timedelta(days=1) - now
@@ -197,12 +215,12 @@ class Limits:
                                  'finished; your message is still in the box.')
 
     def worst_case(self, author_id: str, prompt_tokens: int | None = None) -> int:
-        """The most a reply by this bot may cost: its prompt (the estimate stored when its request was made, or the
-        longest it may be sent) and its bot's max_tokens. A bot of another instance's list: the defaults'."""
+        """The most a reply by this bot may cost: its prompt (the bound stored when its request was made, or that of
+        the longest prompt it may be sent) and its bot's max_tokens. A bot of another instance's list: the defaults'."""
         bot = self.bots.get(author_id)
         if prompt_tokens is None:
             longest_question = self.settings.max_message_chars + 42  # with its writer's name (40) and ': '
-            prompt_tokens = longest_prompt_tokens(bot.system_prompt if bot else self.settings.system_prompt,
+            prompt_tokens = longest_prompt_bound(bot.system_prompt if bot else self.settings.system_prompt,
                                                   max(self.settings.max_context_chars, longest_question),
                                                   self.settings.context_messages)
         return prompt_tokens + (bot.max_tokens if bot else self.settings.max_tokens)
@@ -210,8 +228,7 @@ class Limits:
     async def load_spending(self) -> None:
         """When the room opens: today's use so far (the header shows it), and a new day at each midnight UTC."""
         if self.settings.daily_token_budget:
-            now = utc_now()
-            self.set_spending(start_of_day(now), (await self.store.spending_since(start_of_day(now)))[0])
+            await self.load_todays_use()
             self.roll_over_at_midnight()
 
     def roll_over_at_midnight(self) -> None:
@@ -221,22 +238,30 @@ class Limits:
         self.midnight = asyncio.get_running_loop().call_later(until_midnight + 0.5, self.roll_over_at_midnight)
 
     def close(self) -> None:
-        if self.midnight is not None:
-            self.midnight.cancel()
+        for timer in (self.midnight, self.recount):
+            if timer is not None:
+                timer.cancel()
 
     def set_spending(self, day: datetime, spent: int) -> None:
-        """Today's use, as the database or a reply's end just told it: the tabs' headers follow."""
-        if day != self.day:
-            self.counted = set()
+        """Today's use, as the database just told it: the tabs' headers follow."""
         if (day, spent) != (self.day, self.spent_today):
             self.day, self.spent_today = day, spent
             self.spending_changed(spent)
 
     def count_spending(self, message: Message) -> None:
-        """A reply ended (here or on another instance): its tokens count against today's budget."""
-        if message.status.in_progress or message.prompt_tokens is None or message.id in self.counted:
-            return
-        if start_of_day(utc_now()) != self.day:
-            self.set_spending(start_of_day(utc_now()), 0)
-        self.counted.add(message.id)  # type: ignore[arg-type]
-        self.set_spending(self.day, self.spent_today + message.prompt_tokens + (message.completion_tokens or 0))
+        """A reply ended (here or on another instance): today's use is read again from the database, soon (once for
+        the replies that end together). Adding its tokens here could count it twice: a check may have read the
+        database between its final save and this news."""
+        if self.settings.daily_token_budget and not message.status.in_progress and self.recount is None:
+            self.recount = asyncio.get_running_loop().call_later(self.RECOUNT_AFTER, self.start_recount)
+
+    def start_recount(self) -> None:
+        self.recounting = asyncio.create_task(self.load_todays_use(), name="today's use")
+        self.recount = None
+
+    async def load_todays_use(self) -> None:
+        try:
+            now = utc_now()
+            self.set_spending(start_of_day(now), (await self.store.spending_since(start_of_day(now)))[0])
+        except Exception as error:  # the database is away, or closing: the next reply's end tries again
+            log.warning("could not count today's use of the bots: %s", error)

@@ -23,7 +23,7 @@ from .markdown import LiveMarkdown
 from .models import INTERRUPTED_ERROR, Kind, Message, Status, utc_now
 from .providers import ProviderError, Request, explain_error
 from .store import Store
-from .tokens import estimated_prompt_tokens, usage_to_store
+from .tokens import prompt_bound_tokens, usage_to_store
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class ReplyStream:
             request = Request(self.bot.prompt(context, self.settings.max_context_chars), self.bot.max_tokens,
                               waiting_in_line=self._waiting_in_line)
             # Until the reply ends, the daily budget holds this prompt and max_tokens for it, on every instance.
-            self._write('the prompt estimate', prompt_tokens=estimated_prompt_tokens(request.messages))
+            self._write('the prompt bound', prompt_tokens=prompt_bound_tokens(request.messages))
             async for text in self._within_timeout(self.bot.provider.stream(request)):
                 self._add(text)
             if not self.text.strip():
@@ -149,7 +149,8 @@ class ReplyStream:
                 except TimeoutError:
                     what = 'The reply stalled: no new text' if self.text else 'No answer'
                     raise ReplyTimeout(f'{what} within {timeout:g} s.') from None
-                if self.stop_requested:  # the cancel was swallowed (a provider that catches it): end it here
+                # A cancel that the provider swallowed (a Stop, or the shutdown): end it here.
+                if self.stop_requested or asyncio.current_task().cancelling():  # type: ignore[union-attr]
                     raise asyncio.CancelledError
                 yield text
         finally:
@@ -194,6 +195,17 @@ class ReplyStream:
         loop = asyncio.get_running_loop()
         self._save_timer = loop.call_at(next_beat(loop.time(), self.settings.db_interval), self._save)
 
+    async def _save_the_end_later(self, ending: dict[str, object]) -> None:
+        """The database refused the final write (full, read-only for a moment): left as it is, the stored reply
+        would stay 'streaming', and the daily budget would hold its worst case all day. Try again, ever more slowly."""
+        for delay in (1, 5, 30, 120):
+            await asyncio.sleep(delay)
+            try:
+                await self.replies.store.save(self.id, body=self.text, **ending)
+                return
+            except Exception as error:
+                log.warning('could not save the end of reply %s, again: %s', self.id, error)
+
     def _save(self) -> None:
         self._save_timer = None
         self._write('the text so far', body=self.text, status=Status.STREAMING)
@@ -226,7 +238,10 @@ class ReplyStream:
         try:
             await asyncio.shield(self.replies.store.save(self.id, body=self.text, **ending))
         except Exception:
-            log.exception('could not save the end of reply %s', self.id)
+            log.exception('could not save the end of reply %s (tried again later)', self.id)
+            retry = asyncio.create_task(self._save_the_end_later(ending), name=f'end of reply {self.id}, again')
+            self.replies.saving_again.add(retry)
+            retry.add_done_callback(self.replies.saving_again.discard)
         # Only now, all at once: the reply ends in memory, the asker may ask again, and every tab hears of it.
         for name, value in ending.items():
             setattr(self.message, name, value)
@@ -242,6 +257,7 @@ class Replies:
         self.settings = settings
         self.news = news
         self.in_progress: dict[int, ReplyStream] = {}  # by the reply's message id
+        self.saving_again: set[asyncio.Task] = set()  # ended replies whose final write the database refused
         self._beat: asyncio.TimerHandle | None = None
 
     async def start(self, bot: Bot, question: Message, asker_keys: tuple[str, ...]) -> ReplyStream:
@@ -290,6 +306,8 @@ class Replies:
 
     async def interrupt_all(self) -> None:
         """On shutdown: end every reply in progress as interrupted, with its text so far saved."""
+        for retry in self.saving_again:  # (a reply refused its final write stays 'streaming': the next start ends it)
+            retry.cancel()
         replies = list(self.in_progress.values())
         tasks = [reply.task for reply in replies if reply.task]
         for reply in replies:

@@ -91,14 +91,14 @@ class Store:
         return rows[::-1]
 
     async def spending_since(self, moment: datetime) -> tuple[int, list[tuple[str, int | None]]]:
-        """Of the replies begun since `moment`, on every instance: the prompt and completion tokens of those that
-        ended (estimates included), and those still in progress: who writes each, and its prompt's estimate once its
-        request was made (reply.py stores it then)."""
-        since = (col(Message.kind) == Kind.BOT) & (col(Message.created_at) >= moment)
+        """On every instance: the prompt and completion tokens of the replies begun since `moment` that ended
+        (estimates included), and every reply still in progress, whenever it began: who writes each, and its
+        prompt's bound once its request was made (reply.py stores it then)."""
+        bots = col(Message.kind) == Kind.BOT
         in_progress = col(Message.status).in_([status for status in Status if status.in_progress])
         spent = func.coalesce(Message.prompt_tokens, 0) + func.coalesce(Message.completion_tokens, 0)
-        ended = select(func.coalesce(func.sum(spent), 0)).where(since, ~in_progress)
-        writing = select(Message.author_id, Message.prompt_tokens).where(since, in_progress)
+        ended = select(func.coalesce(func.sum(spent), 0)).where(bots, col(Message.created_at) >= moment, ~in_progress)
+        writing = select(Message.author_id, Message.prompt_tokens).where(bots, in_progress)
 
         def work(session: Session) -> tuple[int, list[tuple[str, int | None]]]:
             return int(session.exec(ended).one()), [tuple(row) for row in session.exec(writing)]  # type: ignore[misc]

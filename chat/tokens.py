@@ -34,7 +34,13 @@ def usage_to_store(request: Request | None, text: str, *, refused: bool) -> Usag
     return estimated_usage(request, text)
 
 
-def longest_prompt_tokens(system_prompt: str, max_chars: int, messages: int) -> int:
-    """The estimate of the longest prompt a bot may be sent: its system prompt, then at most `max_chars` of
-    conversation in at most `messages` messages (bot.py `prompt`)."""
-    return (len(system_prompt) + max_chars) // CHARS_PER_TOKEN + FRAMING_TOKENS * (messages + 1)
+def prompt_bound_tokens(messages: ChatMessages) -> int:
+    """The most tokens this prompt can be, whatever the language: a token is at least one byte of UTF-8 (Chinese
+    or code can come near one token a character, four times the estimate above). The budget holds this much."""
+    return sum(len(message['content'].encode()) for message in messages) + FRAMING_TOKENS * len(messages)
+
+
+def longest_prompt_bound(system_prompt: str, max_chars: int, messages: int) -> int:
+    """The bound of the longest prompt a bot may be sent: its system prompt, then at most `max_chars` of
+    conversation (up to four bytes a character) in at most `messages` messages (bot.py `prompt`)."""
+    return len(system_prompt.encode()) + 4 * max_chars + FRAMING_TOKENS * (messages + 1)
