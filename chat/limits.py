@@ -8,11 +8,13 @@ writer sees, with their text left in the box. A person is counted under their ta
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from .bot import Bot
 from .config import Settings
@@ -22,6 +24,9 @@ from .store import Store
 from .tokens import longest_prompt_bound
 
 log = logging.getLogger(__name__)
+
+T = TypeVar('T')
+Place = tuple[tuple[str, ...], str]  # a question held for a bot: the asker's keys and the bot's name
 
 
 class MessageRefused(Exception):
@@ -115,23 +120,31 @@ class Limits:
         self.recounting: asyncio.Task | None = None
         self.day = start_of_day(utc_now())
         self.midnight: asyncio.TimerHandle | None = None  # when today's use starts again from 0
-        self.admitting = asyncio.Lock()  # one message at a time from the database's count to the reservation
-        self.reserved: set[tuple[tuple[str, ...], str]] = set()  # (asker's keys, bot) of questions being stored
+        self.reserved: dict[Place, int] = {}  # the questions being admitted or stored, each with its message's turn
+        self.turns = itertools.count()  # messages are admitted in the order they came, though checked together
 
     async def admit(self, keys: tuple[str, ...], text: str, asked: list[Bot]) -> None:
         """Raise MessageRefused, saying why, if this message may not be taken now; else count it, and hold the
         writer's place with each bot asked until its reply has started (`release`). `keys`: the writer's identity
         and browser."""
         self.check_the_length(text)
-        self.check_the_writer_may_send(keys, asked)  # before any wait: a refused flood costs no database query
-        if asked:  # the database's count: every instance's questions. Held until this one is counted or reserved
-            async with self.admitting:  # (the room reserves its replies as soon as this returns, without an await)
-                await self.check_the_room_may_ask(asked)
-                self.check_the_writer_may_send(keys, asked)  # again: others may have been counted meanwhile
-                self.count(keys, asked)
-                self.reserved |= {(keys, bot.name) for bot in asked}
-            return
-        self.count(keys, asked)
+        if asked:
+            self.check_the_bots_are_free(keys, asked)
+        self.check_the_rates(keys, asked)  # before any wait: a refused flood costs no database query
+        if asked:
+            # Held before the database's count, not after: each message that counts meanwhile sees these questions
+            # (if it came later), so messages sent together are checked together, none waiting for another's query.
+            turn = next(self.turns)
+            places = [(keys, bot.name) for bot in asked]
+            self.reserved.update(dict.fromkeys(places, turn))
+            try:
+                await self.check_the_room_may_ask(turn, asked)
+                self.check_the_rates(keys, asked)  # again: others may have been counted during the wait
+            except BaseException:  # refused, or the tab went away: the places are free again
+                for place in places:
+                    self.reserved.pop(place, None)
+                raise
+        self.count(keys, asked)  # no await since the last check: nothing else was counted in between
 
     def check_the_length(self, text: str) -> None:
         if len(text) > self.settings.max_message_chars:
@@ -139,7 +152,7 @@ class Limits:
                                  f'{self.settings.max_message_chars:,}. Nothing was sent.')
 
     def count(self, keys: tuple[str, ...], asked: list[Bot]) -> None:
-        for key in keys:  # no await from the checks to here: nothing else can be counted in between
+        for key in keys:
             self.message_rate.record(key)
             for _ in asked:
                 self.question_rate.record(key)
@@ -147,11 +160,9 @@ class Limits:
 
     def release(self, keys: tuple[str, ...], bot: Bot) -> None:
         """The question to `bot` was stored and its reply started (it counts in the writer's place now), or failed."""
-        self.reserved.discard((keys, bot.name))
+        self.reserved.pop((keys, bot.name), None)
 
-    def check_the_writer_may_send(self, keys: tuple[str, ...], asked: list[Bot]) -> None:
-        if asked:
-            self.check_the_bots_are_free(keys, asked)
+    def check_the_rates(self, keys: tuple[str, ...], asked: list[Bot]) -> None:
         if wait := self.message_rate.wait_any(keys):
             raise MessageRefused(f'You are sending messages quickly: at most {self.message_rate.count} in 10 seconds. '
                                  f'Try again in {wait:.0f} s; your message is still in the box.')
@@ -183,24 +194,34 @@ class Limits:
             raise MessageRefused(f'The bots are already writing {replies[count]}, and this room allows {cap} at once. '
                                  'Try again in a moment; your message is still in the box.')
 
-    async def check_the_room_may_ask(self, asked: list[Bot]) -> None:
+    async def check_the_room_may_ask(self, turn: int, asked: list[Bot]) -> None:
+        """The room's questions a minute and its daily budget, counted on every instance, with the questions of the
+        messages that came before this one (`turn`) and are being admitted or stored."""
         now = utc_now()
-        # The replies stored in the last minute, and the questions being stored now, on their way to be.
-        asked_lately = await self.store.replies_since(now - timedelta(minutes=1)) + len(self.reserved)
-        if asked_lately + len(asked) > self.settings.room_gpt_per_minute:
+        replies, ahead = await self.with_reserved_ahead(turn, self.store.replies_since(now - timedelta(minutes=1)))
+        if replies + len(ahead) + len(asked) > self.settings.room_gpt_per_minute:
             raise MessageRefused(f'The bots take at most {self.settings.room_gpt_per_minute} questions a minute from '
                                  'the whole room. Try again in a moment; your message is still in the box.')
         if self.settings.daily_token_budget:
-            await self.check_the_budget(now, asked)
+            await self.check_the_budget(now, turn, asked)
 
-    async def check_the_budget(self, now: datetime, asked: list[Bot]) -> None:
+    async def with_reserved_ahead(self, turn: int, count: Awaitable[T]) -> tuple[T, set[Place]]:
+        """A database count, and the questions of earlier turns reserved before or during it: one whose reply was
+        stored meanwhile may be counted twice (in the database and as reserved), never not at all."""
+        def ahead() -> set[Place]:
+            return {place for place, their_turn in self.reserved.items() if their_turn < turn}
+        before = ahead()
+        result = await count
+        return result, before | ahead()
+
+    async def check_the_budget(self, now: datetime, turn: int, asked: list[Bot]) -> None:
         """Today's tokens, with every reply in progress (on any instance) and every question being stored counted at
         the most it may cost: so a burst of questions cannot spend the budget many times over. One reply admitted
         while some is left may cross the line (it finishes); the others a message asks for must fit."""
-        spent, in_progress = await self.store.spending_since(start_of_day(now))
+        (spent, in_progress), ahead = await self.with_reserved_ahead(turn, self.store.spending_since(start_of_day(now)))
         self.set_spending(start_of_day(now), spent)
         held = sum(self.worst_case(author_id, prompt_tokens) for author_id, prompt_tokens in in_progress) + \
-            sum(self.worst_case(f'bot:{bot_name}') for _, bot_name in self.reserved) + \
+            sum(self.worst_case(f'bot:{bot_name}') for _, bot_name in ahead) + \
             sum(self.worst_case(bot.author_id) for bot in asked[1:])
         budget = self.settings.daily_token_budget
         if spent >= budget:

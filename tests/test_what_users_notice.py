@@ -162,6 +162,27 @@ async def test_the_rooms_question_window_is_a_minute(user: User, room: Room, fak
     await eventually(lambda: len(replies(room)) == 3 and not room.replies.in_progress)
 
 
+async def test_people_asking_in_the_same_moment_get_the_rooms_rate_exactly(
+        create_user: Callable[[], User], room: Room, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Questions sent together are checked together (none waits for another's database count), yet in the order they
+    came: the first three go, the others are told why, not all refused for each other nor all let through."""
+    monkeypatch.setattr(room.limits, 'settings', replace(room.limits.settings, room_gpt_per_minute=3))
+    tabs = [create_user() for _ in range(6)]
+    for tab in tabs:
+        await open_room(tab)
+    for number, tab in enumerate(tabs):  # six people pressing Enter in the same moment
+        await ask(tab, f'@gpt number {number} [[tokens:1]]')
+
+    def refused(tab: User) -> bool:
+        with tab:
+            return 'at most 3 questions a minute from the whole room' in (tab.find(marker='input').elements.pop().error
+                                                                           or '')
+    await eventually(lambda: sum(map(refused, tabs)) == 3, message='not three refusals')
+    await eventually(lambda: len(replies(room)) == 3 and not room.replies.in_progress and not room.limits.reserved)
+    assert [refused(tab) for tab in tabs] == [False] * 3 + [True] * 3
+    assert len(fake_openai.requests) == 3
+
+
 async def test_the_rename_window_is_a_minute(user: User, room: Room, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
     monkeypatch.setattr(limits, 'time', SimpleNamespace(monotonic=lambda: clock[0]))
