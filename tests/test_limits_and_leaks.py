@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -136,3 +137,38 @@ def test_a_rate_limit_forgets_people_who_went_quiet(monkeypatch: pytest.MonkeyPa
     clock[0] += 11
     limit.record('bob')  # past 1,000 people, the idle ones are dropped
     assert set(limit.times) == {'bob'}
+
+
+TWO_BOTS = '''
+[[bots]]
+name = "critic"
+provider = "openai"
+
+[[bots]]
+name = "helper"
+provider = "openai"
+'''
+
+
+class TestAMessageAskingMoreBotsThanTheRoomTakesAtOnce:
+    """Whichever limit is the smallest (replies at once, one person's questions a minute, the room's), a message
+    asking more bots than it can never pass: waiting would not help, so the writer is told to ask fewer."""
+
+    @pytest.fixture(params=['--max-replies-at-once', '--gpt-per-minute', '--room-gpt-per-minute'])
+    def app_args(self, request: pytest.FixtureRequest, openai_args: list[str], tmp_path: Path) -> list[str]:
+        bots = tmp_path / 'bots.toml'
+        bots.write_text(TWO_BOTS)
+        # The other two limits are roomy: only the one under test is smaller than the two bots asked.
+        return [*openai_args, '--bots', str(bots), '--max-replies-at-once', '10', '--gpt-per-minute', '10',
+                '--room-gpt-per-minute', '10', request.param, '1']
+
+    async def test_it_is_refused_with_its_text_left_and_nothing_stored(self, user: User, room: Room,
+                                                                       fake_openai: FakeOpenAI) -> None:
+        await open_room(user)
+        await say(user, '@critic and @helper, both of you')
+        await eventually(lambda: refusal_shown(user) or room.recent)  # refused, or (wrongly) taken
+        assert refusal_shown(user) == ('This room takes 1 question to the bots in one message at most: ask fewer '
+                                       'bots. Your message is still in the box.')
+        assert input_value(user) == '@critic and @helper, both of you'
+        assert await room.store.count() == 0 and not room.recent and not room.limits.reserved
+        assert not fake_openai.requests and not room.replies.in_progress
