@@ -172,3 +172,41 @@ class TestAMessageAskingMoreBotsThanTheRoomTakesAtOnce:
         assert input_value(user) == '@critic and @helper, both of you'
         assert await room.store.count() == 0 and not room.recent and not room.limits.reserved
         assert not fake_openai.requests and not room.replies.in_progress
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The limits module's monotonic clock, moved by hand: clock[0] is now."""
+    now = [1000.0]
+    monkeypatch.setitem(RateLimit.wait.__globals__, 'time', SimpleNamespace(monotonic=lambda: now[0]))
+    return now
+
+
+def test_idle_keys_are_swept_once_a_window_at_most(clock: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = RateLimit(count=2, seconds=10)
+    sweeps: list[float] = []
+    sweep = limit.forget_idle
+    monkeypatch.setattr(limit, 'forget_idle', lambda *now: sweeps.append(clock[0]) or sweep(*now))
+    for index in range(RateLimit.KEYS_BEFORE_SWEEP + 500):  # a crowd arriving within one window
+        limit.record(f'visitor {index}')
+    assert sweeps == [1000.0]  # once, past 1,000 keys: a sweep on every act would go over all the keys each time
+    assert len(limit.times) == RateLimit.KEYS_BEFORE_SWEEP + 500  # (none was idle yet)
+    clock[0] += 9.9
+    limit.record('ann')
+    assert len(sweeps) == 1
+    clock[0] += 0.2  # a window after the last sweep: the next act sweeps again, and the crowd went quiet
+    limit.record('bob')
+    assert sweeps == [1000.0, 1010.1] and set(limit.times) == {'ann', 'bob'}
+
+
+def test_at_most_so_many_keys_are_kept_the_first_seen_going_first(clock: list[float],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = RateLimit(count=2, seconds=10)
+    monkeypatch.setattr(limit, 'KEYS_AT_MOST', 3)  # a flood of new keys, in small
+    for key in ('ann', 'bob', 'cy', 'dee'):
+        limit.record(key)
+    assert list(limit.times) == ['bob', 'cy', 'dee']  # ann, the first seen, made room
+    limit.record('bob')  # a key already kept drops no one, and not itself: its count goes on
+    assert list(limit.times) == ['bob', 'cy', 'dee'] and limit.wait('bob') == pytest.approx(10)
+    limit.record('eve')
+    assert list(limit.times) == ['cy', 'dee', 'eve']
