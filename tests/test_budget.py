@@ -169,3 +169,28 @@ async def test_a_server_without_a_tokenizer_is_asked_once_then_estimated(user: U
         clear_the_box(user)
     assert all(reply.completion_tokens == len(reply.body) // 4 and reply.usage_estimated for reply in replies(room))
     assert [request['path'] for request in fake_openai.requests].count('/apply-template') == 1
+
+
+class TestTheBudgetHoldsEveryBotAMessageAsks:
+    """A message to two bots would start two replies at once: the first may cross the line (it finishes), the
+    second must fit beside it at its worst. Here each reply's worst case is more than the whole budget."""
+
+    @pytest.fixture
+    def app_args(self, openai_args: list[str], tmp_path: Path) -> list[str]:
+        bots = tmp_path / 'bots.toml'
+        bots.write_text(''.join(f'[[bots]]\nname = "{name}"\nprovider = "openai"\n' for name in ('critic', 'helper')))
+        return [*openai_args, '--bots', str(bots), '--daily-token-budget', str(BUDGET), '--max-tokens', str(MAX_TOKENS)]
+
+    async def test_two_bots_are_refused_where_one_is_admitted(self, user: User, room: Room,
+                                                               fake_openai: FakeOpenAI) -> None:
+        await open_room(user)
+        await ask(user, '@critic and @helper, both of you [[tokens:2]]')
+        await eventually(lambda: error_under_the_box(user) or room.recent)  # refused, or (wrongly) taken
+        held = room.limits.worst_case(room.bots['helper'].author_id)  # the second bot's, at its worst
+        assert f"may be spent by the replies being written: 0 used, and up to {held:,} held" in \
+            error_under_the_box(user)
+        assert not room.recent and await room.store.count() == 0 and not fake_openai.requests
+        clear_the_box(user)
+        await ask(user, '@critic alone [[tokens:2]]')
+        await eventually(lambda: replies(room) and not replies(room)[0].status.in_progress, 10)
+        assert replies(room)[0].status == Status.DONE and not error_under_the_box(user)
