@@ -194,3 +194,35 @@ class TestTheBudgetHoldsEveryBotAMessageAsks:
         await ask(user, '@critic alone [[tokens:2]]')
         await eventually(lambda: replies(room) and not replies(room)[0].status.in_progress, 10)
         assert replies(room)[0].status == Status.DONE and not error_under_the_box(user)
+
+
+def recounted(room: Room) -> bool:
+    """No reading of today's use is due or under way (a reply's end starts one, RECOUNT_AFTER later)."""
+    recounting = room.limits.recounting
+    return room.limits.recount is None and (recounting is None or recounting.done())
+
+
+async def another_instances_reply(room: Room, tokens: int) -> Message:
+    """A reply another instance wrote, ended and stored: its news reaches this one late, or never."""
+    return await room.store.add(Message(kind=Kind.BOT, author='GPT', author_id='bot:gpt', prompt_tokens=tokens - 10,
+                                        completion_tokens=10))
+
+
+async def test_todays_use_is_read_again_after_a_reply_ends_and_an_end_told_twice_counts_once(
+        user: User, room: Room, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(room.limits, 'RECOUNT_AFTER', 0.05)  # (0.5 s in the app)
+    await open_room(user)
+    read_by_the_check = await another_instances_reply(room, 100)
+    await ask(user, '@gpt hello [[tokens:4]] [[first_delay:0.3]]')  # the check reads today's use: 100
+    await eventually(lambda: replies(room) and replies(room)[0].status.in_progress)
+    await another_instances_reply(room, 50)  # ends while this reply is written; its news never comes
+    await eventually(lambda: not replies(room)[0].status.in_progress and recounted(room))
+    stored = await room.store.get(replies(room)[0].id)  # type: ignore[arg-type]
+    assert stored and stored.prompt_tokens and stored.completion_tokens == 4
+    in_the_database = 100 + 50 + stored.prompt_tokens + stored.completion_tokens
+    assert room.limits.spent_today == in_the_database  # read again, not this reply's tokens added
+    room.limits.count_spending(read_by_the_check)  # its news comes now, after the check counted it
+    room.limits.count_spending(replies(room)[0])  # and this reply's end is told a second time (the relay)
+    await eventually(lambda: recounted(room))
+    assert room.limits.spent_today == in_the_database
+    await user.should_see(f'Today: {in_the_database:,} of {BUDGET:,} tokens')
