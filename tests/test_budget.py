@@ -15,6 +15,7 @@ from nicegui.testing import User
 from chat.models import Kind, Message, Status, utc_now
 from chat.room import Room
 from chat.store import Store
+from chat.tokens import estimated_prompt_tokens, longest_prompt_bound, prompt_bound_tokens
 
 from .conftest import eventually, open_room, status_shown
 from .fake_openai import FakeOpenAI, llama_tokenizer
@@ -226,3 +227,40 @@ async def test_todays_use_is_read_again_after_a_reply_ends_and_an_end_told_twice
     await eventually(lambda: recounted(room))
     assert room.limits.spent_today == in_the_database
     await user.should_see(f'Today: {in_the_database:,} of {BUDGET:,} tokens')
+
+
+def test_a_prompts_bound_is_its_utf8_bytes_whatever_the_language() -> None:
+    """A token is at least a byte of UTF-8: a Chinese character (3 bytes) can be near a token by itself, where
+    English runs about four characters a token. The bound the budget holds must not be the English estimate."""
+    question = [{'role': 'user', 'content': '漢字' * 500}]
+    assert prompt_bound_tokens(question) >= 3 * 1000
+    assert prompt_bound_tokens(question) >= 3 * estimated_prompt_tokens(question)
+    assert longest_prompt_bound('', max_chars=1000, messages=0) >= 4 * 1000  # (up to 4 bytes a character)
+
+
+async def test_a_chinese_question_holds_its_bytes_while_its_reply_is_written(user: User, room: Room,
+                                                                           fake_openai: FakeOpenAI) -> None:
+    await open_room(user)
+    await ask(user, '@gpt ' + '请把这段话翻译成英文。' * 100 + ' [[first_delay:3]]')  # 1,100 CJK characters
+    await eventually(lambda: fake_openai.requests, message='the question never reached the provider')
+    reply_id = replies(room)[0].id
+    assert reply_id is not None
+    sent = fake_openai.requests[-1]['body']['messages']
+    stored = await room.store.get(reply_id)  # (the bound is written before the request is made)
+    assert stored and stored.status.in_progress
+    assert stored.prompt_tokens == sum(len(turn['content'].encode()) for turn in sent) + 4 * len(sent)
+    assert stored.prompt_tokens >= 3 * 1100  # not 1,100 characters / 4
+    room.stop(reply_id)
+    await eventually(lambda: not replies(room)[0].status.in_progress)
+
+
+async def test_a_reply_begun_before_midnight_and_still_written_holds_the_budget(user: User, room: Room,
+                                                                               fake_openai: FakeOpenAI) -> None:
+    await open_room(user)
+    await room.store.add(Message(kind=Kind.BOT, author='GPT', author_id='bot:gpt', status=Status.STREAMING,
+                                 prompt_tokens=300, created_at=room.limits.day - timedelta(minutes=1)))  # (another
+    # instance writes it: its cost counts in yesterday's use when it ends, but today it may still spend tokens)
+    await ask(user, '@gpt hello [[tokens:2]]')
+    await eventually(lambda: error_under_the_box(user) or replies(room))  # refused, or (wrongly) taken
+    assert f'0 used, and up to {300 + MAX_TOKENS:,} held for them' in error_under_the_box(user)
+    assert not replies(room) and not fake_openai.requests
