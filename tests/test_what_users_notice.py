@@ -348,6 +348,22 @@ async def test_the_shutdown_cancels_the_final_saves_still_to_be_tried(
     caplog.clear()  # the refusal was logged, as it should be
 
 
+async def test_a_reply_the_shutdown_ends_leaves_no_retry_behind(user: User, room: Room, fake_openai: FakeOpenAI,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A reply still written at the shutdown, whose end the database refuses too: its retry would outlive the
+    store (closed next), trying to write for minutes. It stays 'streaming'; the next start ends it."""
+    fake_openai.script = Script(tokens=numbered_tokens(100), delay=0.05)
+    attempts = refuse_final_saves(room, monkeypatch, times=99)
+    await open_room(user)
+    await ask(user, '@gpt write for a while')
+    await eventually(lambda: replies(room) and replies(room)[0].status == Status.STREAMING)
+    await room.replies.interrupt_all()
+    assert replies(room)[0].status == Status.INTERRUPTED and attempts == ['refused']
+    assert all(retry.cancelling() or retry.done() for retry in room.replies.saving_again), 'a retry was left'
+    caplog.clear()  # the refusal was logged, as it should be
+
+
 def test_reset_with_yes_deletes_every_message(tmp_path: Path) -> None:
     db = tmp_path / 'chat.db'
     with sqlite3.connect(db) as connection:  # a room from an earlier run (the app upgrades the table it finds)
