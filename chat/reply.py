@@ -306,8 +306,6 @@ class Replies:
 
     async def interrupt_all(self) -> None:
         """On shutdown: end every reply in progress as interrupted, with its text so far saved."""
-        for retry in self.saving_again:  # (a reply refused its final write stays 'streaming': the next start ends it)
-            retry.cancel()
         replies = list(self.in_progress.values())
         tasks = [reply.task for reply in replies if reply.task]
         for reply in replies:
@@ -316,3 +314,7 @@ class Replies:
         await asyncio.gather(*tasks, return_exceptions=True)
         # (a reply whose task had not begun ends in a task of its own, made as its task ended: before this line)
         await asyncio.gather(*(reply.late_ending for reply in replies if reply.late_ending), return_exceptions=True)
+        # Last, so the retries of the ends just refused go too. (A reply refused its final write stays 'streaming':
+        # the next start ends it.)
+        for retry in self.saving_again:
+            retry.cancel()

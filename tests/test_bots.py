@@ -272,7 +272,8 @@ class TestOneReplyAtOnce:
         await open_room(first)
         await open_room(second)
         await ask(first, '@critic and @helper, both of you')
-        await eventually(lambda: 'This room allows 1 reply at once: ask fewer bots in one message' in error_of(first))
+        await eventually(lambda: 'This room takes 1 question to the bots in one message at most: ask fewer bots'
+                         in error_of(first))
         assert not room.replies.in_progress
         with first:
             first.find(marker='input').elements.pop().value = ''

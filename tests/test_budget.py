@@ -15,6 +15,7 @@ from nicegui.testing import User
 from chat.models import Kind, Message, Status, utc_now
 from chat.room import Room
 from chat.store import Store
+from chat.tokens import estimated_prompt_tokens, longest_prompt_bound, prompt_bound_tokens
 
 from .conftest import eventually, open_room, status_shown
 from .fake_openai import FakeOpenAI, llama_tokenizer
@@ -170,3 +171,97 @@ async def test_a_server_without_a_tokenizer_is_asked_once_then_estimated(user: U
         clear_the_box(user)
     assert all(reply.completion_tokens == len(reply.body) // 4 and reply.usage_estimated for reply in replies(room))
     assert [request['path'] for request in fake_openai.requests].count('/apply-template') == 1
+
+
+class TestTheBudgetHoldsEveryBotAMessageAsks:
+    """A message to two bots would start two replies at once: the first may cross the line (it finishes), the
+    second must fit beside it at its worst. Here each reply's worst case is more than the whole budget."""
+
+    @pytest.fixture
+    def app_args(self, openai_args: list[str], tmp_path: Path) -> list[str]:
+        bots = tmp_path / 'bots.toml'
+        bots.write_text(''.join(f'[[bots]]\nname = "{name}"\nprovider = "openai"\n' for name in ('critic', 'helper')))
+        return [*openai_args, '--bots', str(bots), '--daily-token-budget', str(BUDGET), '--max-tokens', str(MAX_TOKENS)]
+
+    async def test_two_bots_are_refused_where_one_is_admitted(self, user: User, room: Room,
+                                                               fake_openai: FakeOpenAI) -> None:
+        await open_room(user)
+        await ask(user, '@critic and @helper, both of you [[tokens:2]]')
+        await eventually(lambda: error_under_the_box(user) or room.recent)  # refused, or (wrongly) taken
+        held = room.limits.worst_case(room.bots['helper'].author_id)  # the second bot's, at its worst
+        assert f"may be spent by the replies being written: 0 used, and up to {held:,} held" in \
+            error_under_the_box(user)
+        assert not room.recent and await room.store.count() == 0 and not fake_openai.requests
+        clear_the_box(user)
+        await ask(user, '@critic alone [[tokens:2]]')
+        await eventually(lambda: replies(room) and not replies(room)[0].status.in_progress, 10)
+        assert replies(room)[0].status == Status.DONE and not error_under_the_box(user)
+
+
+def recounted(room: Room) -> bool:
+    """No reading of today's use is due or under way (a reply's end starts one, RECOUNT_AFTER later)."""
+    recounting = room.limits.recounting
+    return room.limits.recount is None and (recounting is None or recounting.done())
+
+
+async def another_instances_reply(room: Room, tokens: int) -> Message:
+    """A reply another instance wrote, ended and stored: its news reaches this one late, or never."""
+    return await room.store.add(Message(kind=Kind.BOT, author='GPT', author_id='bot:gpt', prompt_tokens=tokens - 10,
+                                        completion_tokens=10))
+
+
+async def test_todays_use_is_read_again_after_a_reply_ends_and_an_end_told_twice_counts_once(
+        user: User, room: Room, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(room.limits, 'RECOUNT_AFTER', 0.05)  # (0.5 s in the app)
+    await open_room(user)
+    read_by_the_check = await another_instances_reply(room, 100)
+    await ask(user, '@gpt hello [[tokens:4]] [[first_delay:0.3]]')  # the check reads today's use: 100
+    await eventually(lambda: replies(room) and replies(room)[0].status.in_progress)
+    await another_instances_reply(room, 50)  # ends while this reply is written; its news never comes
+    await eventually(lambda: not replies(room)[0].status.in_progress and recounted(room))
+    stored = await room.store.get(replies(room)[0].id)  # type: ignore[arg-type]
+    assert stored and stored.prompt_tokens and stored.completion_tokens == 4
+    in_the_database = 100 + 50 + stored.prompt_tokens + stored.completion_tokens
+    assert room.limits.spent_today == in_the_database  # read again, not this reply's tokens added
+    room.limits.count_spending(read_by_the_check)  # its news comes now, after the check counted it
+    room.limits.count_spending(replies(room)[0])  # and this reply's end is told a second time (the relay)
+    await eventually(lambda: recounted(room))
+    assert room.limits.spent_today == in_the_database
+    await user.should_see(f'Today: {in_the_database:,} of {BUDGET:,} tokens')
+
+
+def test_a_prompts_bound_is_its_utf8_bytes_whatever_the_language() -> None:
+    """A token is at least a byte of UTF-8: a Chinese character (3 bytes) can be near a token by itself, where
+    English runs about four characters a token. The bound the budget holds must not be the English estimate."""
+    question = [{'role': 'user', 'content': '漢字' * 500}]
+    assert prompt_bound_tokens(question) >= 3 * 1000
+    assert prompt_bound_tokens(question) >= 3 * estimated_prompt_tokens(question)
+    assert longest_prompt_bound('', max_chars=1000, messages=0) >= 4 * 1000  # (up to 4 bytes a character)
+
+
+async def test_a_chinese_question_holds_its_bytes_while_its_reply_is_written(user: User, room: Room,
+                                                                           fake_openai: FakeOpenAI) -> None:
+    await open_room(user)
+    await ask(user, '@gpt ' + '请把这段话翻译成英文。' * 100 + ' [[first_delay:3]]')  # 1,100 CJK characters
+    await eventually(lambda: fake_openai.requests, message='the question never reached the provider')
+    reply_id = replies(room)[0].id
+    assert reply_id is not None
+    sent = fake_openai.requests[-1]['body']['messages']
+    stored = await room.store.get(reply_id)  # (the bound is written before the request is made)
+    assert stored and stored.status.in_progress
+    assert stored.prompt_tokens == sum(len(turn['content'].encode()) for turn in sent) + 4 * len(sent)
+    assert stored.prompt_tokens >= 3 * 1100  # not 1,100 characters / 4
+    room.stop(reply_id)
+    await eventually(lambda: not replies(room)[0].status.in_progress)
+
+
+async def test_a_reply_begun_before_midnight_and_still_written_holds_the_budget(user: User, room: Room,
+                                                                               fake_openai: FakeOpenAI) -> None:
+    await open_room(user)
+    await room.store.add(Message(kind=Kind.BOT, author='GPT', author_id='bot:gpt', status=Status.STREAMING,
+                                 prompt_tokens=300, created_at=room.limits.day - timedelta(minutes=1)))  # (another
+    # instance writes it: its cost counts in yesterday's use when it ends, but today it may still spend tokens)
+    await ask(user, '@gpt hello [[tokens:2]]')
+    await eventually(lambda: error_under_the_box(user) or replies(room))  # refused, or (wrongly) taken
+    assert f'0 used, and up to {300 + MAX_TOKENS:,} held for them' in error_under_the_box(user)
+    assert not replies(room) and not fake_openai.requests

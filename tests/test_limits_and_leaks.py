@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -52,6 +53,45 @@ async def test_too_many_messages_in_10_seconds(user: User, room: Room) -> None:
     await say(user, 'one too many')
     await eventually(lambda: 'at most 3 in 10 seconds' in refusal_shown(user))
     assert input_value(user) == 'one too many' and len(room.recent) == 3
+
+
+
+def count_queries(room: Room, monkeypatch: pytest.MonkeyPatch, *names: str) -> list[str]:
+    """The name of each of these store queries, as it is made from now on (it is still made)."""
+    queries: list[str] = []
+
+    def counting(name: str) -> Callable[..., Any]:
+        query = getattr(room.store, name)
+
+        async def counted(*args: Any) -> Any:
+            queries.append(name)
+            return await query(*args)
+        return counted
+    for name in names:
+        monkeypatch.setattr(room.store, name, counting(name))
+    return queries
+
+
+async def test_a_refused_flood_costs_no_database_query(user: User, room: Room, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer over their message rate, or a message too long, is refused before the room's count in the database
+    (and before the lock that count is taken under): a flood of them costs the database nothing, and waits for
+    no one."""
+    queries = count_queries(room, monkeypatch, 'replies_since', 'spending_since')
+    await open_room(user)
+    async with room.limits.admitting:  # another message is being admitted, its database count slow
+        await say(user, '@gpt ' + 'x' * room.settings.max_message_chars)
+        await eventually(lambda: 'characters long' in refusal_shown(user), 2, 'the long one waited for the lock')
+    for index in range(3):
+        await say(user, f'message {index}')
+        await eventually(lambda index=index: len(room.recent) == index + 1)
+    await say(user, '@gpt one too many')
+    await eventually(lambda: 'at most 3 in 10 seconds' in refusal_shown(user))
+    assert queries == []
+    async with room.limits.admitting:
+        await say(user, '@gpt one too many, again')
+        await eventually(lambda: 'again' in input_value(user) and 'at most 3 in 10 seconds' in refusal_shown(user), 2,
+                         'the flood waited for the lock')
+    assert queries == [] and len(room.recent) == 3
 
 
 async def test_too_many_questions_a_minute(user: User, room: Room) -> None:
@@ -136,3 +176,76 @@ def test_a_rate_limit_forgets_people_who_went_quiet(monkeypatch: pytest.MonkeyPa
     clock[0] += 11
     limit.record('bob')  # past 1,000 people, the idle ones are dropped
     assert set(limit.times) == {'bob'}
+
+
+TWO_BOTS = '''
+[[bots]]
+name = "critic"
+provider = "openai"
+
+[[bots]]
+name = "helper"
+provider = "openai"
+'''
+
+
+class TestAMessageAskingMoreBotsThanTheRoomTakesAtOnce:
+    """Whichever limit is the smallest (replies at once, one person's questions a minute, the room's), a message
+    asking more bots than it can never pass: waiting would not help, so the writer is told to ask fewer."""
+
+    @pytest.fixture(params=['--max-replies-at-once', '--gpt-per-minute', '--room-gpt-per-minute'])
+    def app_args(self, request: pytest.FixtureRequest, openai_args: list[str], tmp_path: Path) -> list[str]:
+        bots = tmp_path / 'bots.toml'
+        bots.write_text(TWO_BOTS)
+        # The other two limits are roomy: only the one under test is smaller than the two bots asked.
+        return [*openai_args, '--bots', str(bots), '--max-replies-at-once', '10', '--gpt-per-minute', '10',
+                '--room-gpt-per-minute', '10', request.param, '1']
+
+    async def test_it_is_refused_with_its_text_left_and_nothing_stored(self, user: User, room: Room,
+                                                                       fake_openai: FakeOpenAI) -> None:
+        await open_room(user)
+        await say(user, '@critic and @helper, both of you')
+        await eventually(lambda: refusal_shown(user) or room.recent)  # refused, or (wrongly) taken
+        assert refusal_shown(user) == ('This room takes 1 question to the bots in one message at most: ask fewer '
+                                       'bots. Your message is still in the box.')
+        assert input_value(user) == '@critic and @helper, both of you'
+        assert await room.store.count() == 0 and not room.recent and not room.limits.reserved
+        assert not fake_openai.requests and not room.replies.in_progress
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The limits module's monotonic clock, moved by hand: clock[0] is now."""
+    now = [1000.0]
+    monkeypatch.setitem(RateLimit.wait.__globals__, 'time', SimpleNamespace(monotonic=lambda: now[0]))
+    return now
+
+
+def test_idle_keys_are_swept_once_a_window_at_most(clock: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = RateLimit(count=2, seconds=10)
+    sweeps: list[float] = []
+    sweep = limit.forget_idle
+    monkeypatch.setattr(limit, 'forget_idle', lambda *now: sweeps.append(clock[0]) or sweep(*now))
+    for index in range(RateLimit.KEYS_BEFORE_SWEEP + 500):  # a crowd arriving within one window
+        limit.record(f'visitor {index}')
+    assert sweeps == [1000.0]  # once, past 1,000 keys: a sweep on every act would go over all the keys each time
+    assert len(limit.times) == RateLimit.KEYS_BEFORE_SWEEP + 500  # (none was idle yet)
+    clock[0] += 9.9
+    limit.record('ann')
+    assert len(sweeps) == 1
+    clock[0] += 0.2  # a window after the last sweep: the next act sweeps again, and the crowd went quiet
+    limit.record('bob')
+    assert sweeps == [1000.0, 1010.1] and set(limit.times) == {'ann', 'bob'}
+
+
+def test_at_most_so_many_keys_are_kept_the_first_seen_going_first(clock: list[float],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = RateLimit(count=2, seconds=10)
+    monkeypatch.setattr(limit, 'KEYS_AT_MOST', 3)  # a flood of new keys, in small
+    for key in ('ann', 'bob', 'cy', 'dee'):
+        limit.record(key)
+    assert list(limit.times) == ['bob', 'cy', 'dee']  # ann, the first seen, made room
+    limit.record('bob')  # a key already kept drops no one, and not itself: its count goes on
+    assert list(limit.times) == ['bob', 'cy', 'dee'] and limit.wait('bob') == pytest.approx(10)
+    limit.record('eve')
+    assert list(limit.times) == ['cy', 'dee', 'eve']

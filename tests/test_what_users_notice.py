@@ -22,6 +22,7 @@ from nicegui import Client
 from nicegui.testing import User
 
 from chat import limits
+from chat import reply as reply_module
 from chat.command_line import confirm_reset, parse_settings
 from chat.models import Status
 from chat.room import Room
@@ -303,6 +304,85 @@ async def test_a_database_that_refuses_a_replys_writes_leaves_no_one_locked_out(
     box.value = ''
     await ask(user, '@gpt and again? [[tokens:3]]')  # the asker was not left holding a pending question
     await eventually(lambda: any(m.body == ''.join(numbered_tokens(3)) for m in replies(room)), 10)
+
+
+class ShortSleeps:
+    """reply.py's asyncio, its sleeps a hundred times shorter: the final save's retries (1, 5, 30, 120 s) come in
+    milliseconds. Everything else is asyncio's own."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(asyncio, name)
+
+    @staticmethod
+    async def sleep(delay: float) -> None:
+        await asyncio.sleep(delay / 100)
+
+
+def refuse_final_saves(room: Room, monkeypatch: pytest.MonkeyPatch, times: int) -> list[str]:
+    """The database refuses a reply's final save (its end, and each retry) `times` times, then takes it; the text
+    so far and the prompt's bound are saved as usual. Returns what became of each final save."""
+    attempts: list[str] = []
+    save = room.store.save
+
+    def refusing(message_id: int, **changes: object) -> asyncio.Future[None]:
+        if changes.get('status', Status.STREAMING) == Status.STREAMING:
+            return save(message_id, **changes)
+        if len(attempts) >= times:
+            attempts.append('saved')
+            return save(message_id, **changes)
+        attempts.append('refused')
+        refused = asyncio.get_running_loop().create_future()
+        refused.set_exception(sqlite3.OperationalError('database or disk is full'))
+        return refused
+    monkeypatch.setattr(room.store, 'save', refusing)
+    return attempts
+
+
+async def test_a_final_save_the_database_refused_is_tried_again(user: User, room: Room, monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Else the stored reply would stay 'streaming' (and the daily budget hold its worst case) all day."""
+    monkeypatch.setattr(reply_module, 'asyncio', ShortSleeps())
+    attempts = refuse_final_saves(room, monkeypatch, times=2)  # its end, and the first retry
+    await open_room(user)
+    await ask(user, '@gpt write something [[tokens:3]]')
+    await eventually(lambda: replies(room) and not replies(room)[0].status.in_progress)
+    await eventually(lambda: not room.replies.saving_again, message='the retries did not end')
+    stored = await room.store.get(replies(room)[0].id)  # type: ignore[arg-type]
+    assert stored and stored.status == Status.DONE and stored.body == ''.join(numbered_tokens(3))
+    assert attempts == ['refused', 'refused', 'saved']
+    assert 'could not save the end of reply' in caplog.text
+    caplog.clear()  # the refusal was logged, as it should be
+
+
+async def test_the_shutdown_cancels_the_final_saves_still_to_be_tried(
+        user: User, room: Room, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The shutdown does not wait for them (up to minutes), nor leave them to write to a closed database: the
+    reply left 'streaming' is ended as interrupted at the next start."""
+    attempts = refuse_final_saves(room, monkeypatch, times=99)
+    await open_room(user)
+    await ask(user, '@gpt write something [[tokens:3]]')
+    await eventually(lambda: room.replies.saving_again, message='no retry of the refused end')
+    (retry,) = room.replies.saving_again  # its first try is a second away
+    await room.replies.interrupt_all()
+    await eventually(retry.done, 0.5, 'the retry was not cancelled')
+    assert retry.cancelled() and attempts == ['refused'] and not room.replies.saving_again
+    caplog.clear()  # the refusal was logged, as it should be
+
+
+async def test_a_reply_the_shutdown_ends_leaves_no_retry_behind(user: User, room: Room, fake_openai: FakeOpenAI,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A reply still written at the shutdown, whose end the database refuses too: its retry would outlive the
+    store (closed next), trying to write for minutes. It stays 'streaming'; the next start ends it."""
+    fake_openai.script = Script(tokens=numbered_tokens(100), delay=0.05)
+    attempts = refuse_final_saves(room, monkeypatch, times=99)
+    await open_room(user)
+    await ask(user, '@gpt write for a while')
+    await eventually(lambda: replies(room) and replies(room)[0].status == Status.STREAMING)
+    await room.replies.interrupt_all()
+    assert replies(room)[0].status == Status.INTERRUPTED and attempts == ['refused']
+    assert all(retry.cancelling() or retry.done() for retry in room.replies.saving_again), 'a retry was left'
+    caplog.clear()  # the refusal was logged, as it should be
 
 
 def test_reset_with_yes_deletes_every_message(tmp_path: Path) -> None:
