@@ -19,7 +19,7 @@ DEFAULT_SYSTEM_PROMPT = (
 class Settings:
     host: str = '127.0.0.1'
     port: int = 8080
-    db: str = 'data/chat.db'
+    db: str = field(default='data/chat.db', repr=False)  # a PostgreSQL URL may hold its password
     seed: bool = True
     show_browser: bool = True
     native: bool = False
@@ -29,7 +29,7 @@ class Settings:
     bots_file: str | None = None  # a TOML file naming the room's bots (chat/roster.py); without one, @gpt
     provider: str = 'auto'  # who answers @gpt without a bots file: auto | openai | local | demo (chat/roster.py)
     api_key: str = field(default='', repr=False)  # repr=False: a printed Settings never shows the key
-    base_url: str | None = None
+    base_url: str | None = field(default=None, repr=False)  # some gateways put a key in the URL
     model: str = 'gpt-4.1-mini'
     model_path: str | None = None  # a GGUF chat model file for the local provider (default: SmolLM2 from its package)
     max_tokens: int = 1024

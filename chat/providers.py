@@ -108,10 +108,12 @@ def explain_error(error: Exception, *, mid_reply: bool) -> str:
 
 # The first match wins, so the more particular kinds come first.
 OPENAI_ERRORS: list[tuple[type[Exception] | tuple[type[Exception], ...], str]] = [
-    (openai.AuthenticationError, 'The API key was rejected (401). Check OPENAI_API_KEY and restart.'),
+    (openai.AuthenticationError, 'The API key was rejected (401). Check OPENAI_API_KEY (with a '
+                                   'bots file: the bot\'s api_key_env) and restart.'),
     (openai.PermissionDeniedError, 'The API key may not use this model (403).'),
     (openai.RateLimitError, 'The provider is rate limiting us (429). Wait a moment, then ask again.'),
-    (openai.NotFoundError, 'The provider does not know this model (404). Check --model.'),
+    (openai.NotFoundError, 'The provider does not know this model (404). Check --model (with a '
+                              'bots file: the bot\'s model).'),
     (openai.InternalServerError, 'The provider had a server error ({status}). Try again later.'),
     (openai.APIStatusError, 'The provider refused the request ({status}).'),
     (openai.APITimeoutError, 'The provider did not answer in time.'),

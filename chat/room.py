@@ -80,27 +80,36 @@ class Room:
         asked = [bot for bot in self.bots.values() if bot.is_mentioned_in(text)]
         await self.limits.admit(person.keys, text, asked)  # holds the writer's place with each bot asked
         try:
-            message = await self.store.add(Message(author=person.name, author_id=person.id, body=text))
-        except Exception as error:
+            message = await self.store_message(person, text)
+            self.publish(message)
+            failed = [f'@{bot.name}' for bot in asked if not await self.start_reply(bot, message, person.keys)]
+        finally:  # stored, refused or cancelled (the tab went away): no place stays held; a reply holds its own
             for bot in asked:
-                self.limits.release(person.keys, bot)
-            log.exception('could not store a message')
-            raise MessageRefused('Your message could not be saved (the database refused it). '
-                                 'It is still in the box; try again in a moment.') from error
-        self.publish(message)
-        failed = []
-        for bot in asked:
-            try:
-                await self.replies.start(bot, message, person.keys)
-            except Exception:
-                log.exception('could not start the reply of @%s', bot.name)
-                failed.append(f'@{bot.name}')
-            finally:  # the reply holds the place now (no await since it joined the replies in progress), or none does
                 self.limits.release(person.keys, bot)
         if failed:
             raise MessageRefused(f'Your message was sent, but {" and ".join(failed)} could not start a reply (the '
                                  'database refused it). Ask again in a moment.')
         return message
+
+    async def store_message(self, person: Person, text: str) -> Message:
+        try:
+            return await self.store.add(Message(author=person.name, author_id=person.id, body=text))
+        except Exception as error:
+            log.exception('could not store a message')
+            raise MessageRefused('Your message could not be saved (the database refused it). '
+                                 'It is still in the box; try again in a moment.') from error
+
+    async def start_reply(self, bot: Bot, message: Message, asker_keys: tuple[str, ...]) -> bool:
+        """Whether the reply started. The writer's place is released as soon as it has (no await since it joined
+        the replies in progress, which hold the place from then on), so it is not counted twice meanwhile."""
+        try:
+            await self.replies.start(bot, message, asker_keys)
+            return True
+        except Exception:
+            log.exception('could not start the reply of @%s', bot.name)
+            return False
+        finally:
+            self.limits.release(asker_keys, bot)
 
     def publish(self, message: Message) -> None:
         self.recent.append(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from chat.command_line import parse_settings
 from chat.config import Settings
 from chat.demo_bot import DemoProvider
 from chat.models import Kind, Message
+from chat.presence import Person
 from chat.providers import OpenAIProvider, Request
 from chat.room import Room
 from chat.roster import BotsFileError, make_bots
@@ -139,6 +141,24 @@ async def test_one_pending_question_per_person_and_bot(create_user: Callable[[],
     await eventually(lambda: len(room.replies.in_progress) == 2)
     for reply_id in list(room.replies.in_progress):
         room.stop(reply_id)
+
+
+async def test_a_message_whose_tab_goes_away_while_its_replies_start_holds_no_place(
+        room: Room, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tab closing (its send cancelled) while the first of two replies starts: neither bot keeps the writer's
+    place, so they may ask both again (the second bot's place was held for good before)."""
+    starting = asyncio.Event()
+
+    async def start_that_hangs(*_: object) -> None:
+        starting.set()
+        await asyncio.Event().wait()
+    monkeypatch.setattr(room.replies, 'start', start_that_hangs)
+    sending = asyncio.create_task(room.post(Person('writer', 'Writer'), '@critic and @helper, both of you'))
+    await asyncio.wait_for(starting.wait(), 5)
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    assert room.limits.reserved == {}
 
 
 async def test_the_bots_are_listed_and_offered_as_you_type_an_at(user: User, room: Room) -> None:

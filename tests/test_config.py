@@ -52,6 +52,9 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         'sk-abc', 'http://127.0.0.1:11434/v1', 'qwen2.5', 'sqlite:////tmp/x.db', 8111)
     assert chosen_provider(settings) == 'openai'
     assert 'sk-abc' not in repr(settings)  # a logged Settings never shows the key
+    monkeypatch.setenv('OPENAI_BASE_URL', 'http://h/v1?key=gw')
+    with_secrets = parse_settings(['--db', 'postgresql://chat:pg-secret@db/chat'])
+    assert 'pg-secret' not in repr(with_secrets) and 'key=gw' not in repr(with_secrets)  # nor a password in a URL
     assert chosen_provider(parse_settings(['--provider', 'demo'])) == 'demo'
     monkeypatch.setenv('CHAT_PROVIDER', 'local')
     monkeypatch.setenv('CHAT_MODEL_PATH', '/models/tiny.gguf')
