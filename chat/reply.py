@@ -294,7 +294,7 @@ class Replies:
         if growth:
             self.news.grew(growth)
 
-    def streams(self, message_id: int) -> bool:
+    def is_written_here(self, message_id: int) -> bool:
         """Whether this reply is being written here (in this process)."""
         return message_id in self.in_progress
 

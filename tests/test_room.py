@@ -153,6 +153,26 @@ async def test_empty_and_blank_messages_are_refused_quietly(user: User, room: Ro
     assert not user.notify.messages
 
 
+async def test_a_double_press_sends_a_message_once(user: User, room: Room, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Enter and a click on Send, or two clicks, before the first is stored: one message, not the same one twice."""
+    await open_room(user)
+    posted: list[str] = []
+    post = room.post
+
+    async def counted_post(person, text):  # type: ignore[no-untyped-def]
+        posted.append(text)
+        return await post(person, text)
+    monkeypatch.setattr(room, 'post', counted_post)
+    user.find(marker='input').type('hello once')
+    user.find(marker='send').click()
+    user.find(marker='send').click()  # its handler runs while the first is stored (a thread hop at least)
+    await eventually(lambda: room.recent and user.find(marker='input').elements.pop().value == '')
+    assert posted == ['hello once'] and [message.body for message in room.recent] == ['hello once']
+    user.find(marker='input').type('and again')  # the tab sends again once the first is stored
+    user.find(marker='send').click()
+    await eventually(lambda: [message.body for message in room.recent] == ['hello once', 'and again'])
+
+
 async def test_an_overlong_message_is_refused_with_a_notice_and_stays_in_the_box(user: User, room: Room) -> None:
     await open_room(user)
     text = 'x' * 4001

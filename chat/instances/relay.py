@@ -185,11 +185,11 @@ class PostgresRelay:
                 self.show_added(message)
         elif event == 'grew':
             await self.show_grew(news['pieces'])
-        elif event == 'changed' and not self.room.replies.streams(news['id']):  # a reply written here: no
+        elif event == 'changed' and not self.room.replies.is_written_here(news['id']):  # a reply written here: no
             await self.show_changed(news)
 
     def show_added(self, message: Message) -> None:
-        if message.status.in_progress and not self.room.replies.streams(message.id):  # type: ignore[arg-type]
+        if message.status.in_progress and not self.room.replies.is_written_here(message.id):  # type: ignore[arg-type]
             self.followed[message.id] = LiveMarkdown(message.body)  # type: ignore[index]
         with self.repeating_news():
             self.room.publish(message)
@@ -258,7 +258,7 @@ class PostgresRelay:
             message = self.room.message_in_memory(stored.id)
             if message is None:
                 self.show_added(stored)
-            elif (message.status.in_progress and not self.room.replies.streams(stored.id)
+            elif (message.status.in_progress and not self.room.replies.is_written_here(stored.id)
                   and stored.id not in self.followed):
                 self.followed[stored.id] = LiveMarkdown(message.body)  # loaded as the room opened
             if message is not None and stored.id in self.followed and not stored.status.in_progress:

@@ -41,6 +41,7 @@ class ChatPage:
         self.client = ui.context.client
         self.bubbles: dict[int, Bubble] = {}
         self.allowance = TabAllowance()  # what this tab may ask of the server, however its page is driven
+        self.sending = False  # a message of this tab is being stored: a second press (Enter and click) waits for it
         # The list fills the space between header and footer exactly, whatever their height (Quasar's
         # page container leaves room for both): the newest message never hides behind the message box.
         ui.query('.q-page').classes('relative')
@@ -88,13 +89,18 @@ class ChatPage:
     # what this tab's reader does
 
     async def send(self) -> None:
+        if self.sending:  # pressed again before the first was stored: the same text would be sent twice
+            return
         text = self.input.value if isinstance(self.input.value, str) else ''  # a raw socket client may send anything
+        self.sending = True
         try:
             message = await self.room.post(self.me, text)
         except MessageRefused as refusal:
             self.input.error = str(refusal)  # shown under the box until the next message goes through
             ui.notify(str(refusal), type='warning', position='top', multi_line=True)
             return
+        finally:
+            self.sending = False
         self.input.error = None
         if message is not None and self.input.value == text:  # cleared only once stored, and only if unchanged
             self.input.value = ''

@@ -50,9 +50,9 @@ export default {
     this.held = [];
     this.writingView = new BlockBeingWritten(this.$refs.tail);
     this.show({ html: this.html, done: this.done, tail: this.tail });
-    if (!this.live) return;
-    listen();
     const key = String(this.messageId);
+    if (!this.live) return early.delete(key); // it ended before it mounted: its early pieces are in `html` already
+    listen();
     streams.set(key, this);
     for (const piece of early.get(key) || []) this.add(piece);
     early.delete(key);
