@@ -23,7 +23,7 @@ from chat.ui.access import WRONG_KEYS_PER_MINUTE, room_key, same_site
 from chat.ui.stream import ReplyText
 
 from .browser import AppProcess, child_environment, wait_until
-from .conftest import eventually, open_room, status_shown
+from .conftest import eventually, open_room, people_listed, status_shown
 from .fake_openai import FakeOpenAI, Script, numbered_tokens
 from .test_bot import ask, replies
 from .test_room import my_name, rename
@@ -264,12 +264,16 @@ async def test_another_persons_current_name_is_refused_and_a_new_one_is_taken(cr
     ann, bob = create_user(), create_user()
     await open_room(ann)
     await open_room(bob)
+    bobs_first_name, rows_before = my_name(bob), people_listed(ann)
+    assert bobs_first_name in rows_before
     await rename(bob, my_name(ann).upper())
     with bob:
         assert 'Someone here has that name' in (bob.find(marker='name-input').elements.pop().error or '')
     await rename(bob, 'Bob the Builder')
     await eventually(lambda: my_name(bob) == 'Bob the Builder')
-    await ann.should_see('Bob the Builder', retries=50)  # in Ann's "Here now"
+    # In Ann's "Here now": Bob's row renamed, not a row added beside the old one
+    await eventually(lambda: 'Bob the Builder' in people_listed(ann))
+    assert bobs_first_name not in people_listed(ann) and len(people_listed(ann)) == len(rows_before)
     await ask(bob, 'hello')
     await eventually(lambda: room.recent and room.recent[-1].author == 'Bob the Builder'
                      and room.recent[-1].kind == Kind.USER)

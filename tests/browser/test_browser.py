@@ -218,13 +218,20 @@ def test_pieces_that_come_before_their_bubble_wait_for_it(tabs: list[Tab]) -> No
 
 
 # Emoji outside the Basic Multilingual Plane (two UTF-16 units in the browser, one character to Python), a family
-# joined by zero-width joiners, and accents as combining marks: the fake model cuts them into 4-character tokens.
-UNICODE_REPLY = 'Smile 😀 and 👩‍👩‍👧 at the café (cafe\u0301), 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ok. ' * 12
+# joined by zero-width joiners, and accents as combining marks: the fake model cuts them into 4-character tokens,
+# three of which start with a joiner or a combining mark. A token every 0.15 s, three beats: each is a piece alone.
+UNICODE_REPLY = 'Smile 😀 and 👩‍👩‍👧 at the café (cafe\u0301), 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ok. ' * 4
 
 
 def test_emoji_and_combining_marks_stream_without_a_character_lost_or_doubled(tabs: list[Tab]) -> None:
     expected = UNICODE_REPLY.strip()
-    reply_id = tabs[0].ask(f'@gpt unicode please [[reply:{UNICODE_REPLY}]] [[delay:0.03]]')
+    tabs[1].page.evaluate('''() => {  // the text of each piece this tab receives
+        window.pieceTexts = [];
+        window.socket.on("grew", (pieces) => {
+            for (const piece of Object.values(pieces)) window.pieceTexts.push(piece[1]);
+        });
+    }''')
+    reply_id = tabs[0].ask(f'@gpt unicode please [[reply:{UNICODE_REPLY}]] [[delay:0.15]]')
     seen: list[str] = []
     while (state := states(tabs[1:2], reply_id)[0])[0] in ('thinking', 'streaming'):
         seen.append(state[1])
@@ -233,6 +240,8 @@ def test_emoji_and_combining_marks_stream_without_a_character_lost_or_doubled(ta
     for text in seen:
         assert expected.startswith(text), f'not the start of the reply: {text[-60:]!r}'
     assert wait_for_status(tabs, reply_id, 'done') == [expected] * 3
+    split = [text for text in tabs[1].page.evaluate('window.pieceTexts') if text[:1] in ('\u0301', '\u200d')]
+    assert split, 'no piece began with a combining mark or a joiner: the test did not split one'
 
 
 def test_stop_in_one_tab_stops_the_reply_in_every_tab(tabs: list[Tab], model_server: FakeOpenAI) -> None:
@@ -300,6 +309,7 @@ VIEW_JS = """(bubble) => {
         highlighted: body.querySelectorAll('.codehilite span[class]').length,
         items: body.querySelectorAll('li').length,
         tables: body.querySelectorAll('table').length,
+        cells: [...body.querySelectorAll('table tr')].map(row => [...row.cells].map(cell => cell.textContent.trim())),
         struck: body.querySelectorAll('s').length,
         images: body.querySelectorAll('img').length,
         html: blocks.innerHTML,
@@ -334,6 +344,7 @@ def test_a_reply_is_formatted_as_it_streams_and_nothing_jumps_at_the_end(tabs: l
     assert (link.get_attribute('target'), link.get_attribute('rel')) == ('_blank', 'nofollow noopener noreferrer')
     assert '(docs.example.org)' in link.inner_text()  # where the link goes, beside a text that does not say
     assert final['struck'] == 1 and final['images'] == 0  # an image is not fetched: it is a link to it
+    assert final['cells'] == [['name', 'value'], ['a', '1'], ['b', '2']]  # the table's head and rows, cell by cell
     image = watcher.bubble(reply_id).get_by_role('link', name=re.compile('a chart'))
     assert (image.get_attribute('href'), image.get_attribute('target')) == ('https://img.example.org/c.png', '_blank')
     watcher.bubble(reply_id).get_by_role('button', name='Copy').click()
