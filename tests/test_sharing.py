@@ -236,6 +236,24 @@ async def test_stop_says_who_pressed_it_in_every_tab(two_tabs: tuple[User, User]
         await eventually(lambda tab=tab: f'Stopped by {my_name(stopper)}' in status_shown(tab, replies(room)[0].id))
 
 
+async def test_a_tab_pressing_stop_over_and_over_reaches_the_room_twice_a_second_at_most(
+        user: User, room: Room, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stop is a socket event a script can send in a loop: the room hears a tab's presses twice a second at most."""
+    fake_openai.script = Script(tokens=numbered_tokens(500), delay=0.02)
+    await open_room(user)
+    await ask(user, '@gpt talk a lot')
+    await eventually(lambda: room.replies.in_progress)
+    stops: list[float] = []
+    monkeypatch.setattr(room, 'stop', lambda message_id, person: stops.append(time.monotonic()))
+    for _ in range(50):
+        user.find(marker='stop').click()
+    assert len(stops) == 1
+    await asyncio.sleep(0.6)  # the tab's stop window (0.5 s) is over
+    for _ in range(50):
+        user.find(marker='stop').click()
+    assert len(stops) == 2
+
+
 @pytest.mark.parametrize(('name', 'problem'), [
     ('', '1 to 40 characters'), ('   ', '1 to 40 characters'), ('x' * 41, '1 to 40 characters'),
     ('Eve\u200b', 'No control or invisible characters'), ('\u202eevE', 'No control or invisible characters'),
