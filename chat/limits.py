@@ -96,6 +96,13 @@ class TabAllowance:
         return self.resyncs.take('tab') and self.resyncs_of_a_reply.take(str(message_id))
 
 
+def counted(count: int, thing: str) -> str:
+    """'1 message', '3 messages'; 'once', '5 times'."""
+    if thing == 'time':
+        return 'once' if count == 1 else f'{count} times'
+    return f'{count} {thing}' if count == 1 else f'{count} {thing}s'
+
+
 def start_of_day(moment: datetime) -> datetime:
     """The budget's day: midnight UTC."""
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -168,11 +175,12 @@ class Limits:
                                  f'Try again in {wait:.0f} s; your message is still in the box.')
         if asked and (wait := self.question_rate.wait_any(keys, len(asked))):
             raise MessageRefused(f'You may ask {" and ".join(f"@{bot.name}" for bot in asked)} '
-                                 f'{self.question_rate.count} times a minute. Try again in {wait:.0f} s; your message '
-                                 'is still in the box.')
+                                 f'{counted(self.question_rate.count, "time")} a minute. Try again in {wait:.0f} s; '
+                                 'your message is still in the box.')
         if wait := self.room_message_rate.wait('room'):
-            raise MessageRefused(f'This room takes at most {self.room_message_rate.count} messages a minute, everyone '
-                                 f'together. Try again in {wait:.0f} s; your message is still in the box.')
+            raise MessageRefused(f'This room takes at most {counted(self.room_message_rate.count, "message")} a '
+                                 f'minute, everyone together. Try again in {wait:.0f} s; your message is still in the '
+                                 'box.')
 
     def check_the_bots_are_free(self, keys: tuple[str, ...], asked: list[Bot]) -> None:
         """One pending question for each bot per person (`keys`: their identity and browser), and a cap on the
@@ -200,8 +208,8 @@ class Limits:
         now = utc_now()
         replies, ahead = await self.with_reserved_ahead(turn, self.store.replies_since(now - timedelta(minutes=1)))
         if replies + len(ahead) + len(asked) > self.settings.room_gpt_per_minute:
-            raise MessageRefused(f'The bots take at most {self.settings.room_gpt_per_minute} questions a minute from '
-                                 'the whole room. Try again in a moment; your message is still in the box.')
+            raise MessageRefused(f'The bots take at most {counted(self.settings.room_gpt_per_minute, "question")} a '
+                                 'minute from the whole room. Try again in a moment; your message is still in the box.')
         if self.settings.daily_token_budget:
             await self.check_the_budget(now, turn, asked)
 

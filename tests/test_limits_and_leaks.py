@@ -14,7 +14,7 @@ from nicegui.testing import User
 
 from chat.bot import Bot
 from chat.demo_bot import DemoProvider
-from chat.limits import RateLimit
+from chat.limits import RateLimit, counted
 from chat.models import Kind, Message, Status
 from chat.room import Room
 
@@ -244,3 +244,10 @@ def test_at_most_so_many_keys_are_kept_the_first_seen_going_first(clock: list[fl
     assert list(limit.times) == ['bob', 'cy', 'dee'] and limit.wait('bob') == pytest.approx(10)
     limit.record('eve')
     assert list(limit.times) == ['cy', 'dee', 'eve']
+
+
+def test_a_limit_of_one_is_said_in_the_singular() -> None:
+    """'at most 1 questions a minute' read badly: refusals count their things as people say them."""
+    assert [counted(1, 'question'), counted(3, 'question'), counted(1, 'time'), counted(2, 'time')] == [
+        '1 question', '3 questions', 'once', '2 times']
+    assert counted(1, 'message') == '1 message'

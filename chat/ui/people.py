@@ -14,6 +14,7 @@ from uuid import uuid4
 from faker import Faker
 from nicegui import app, ui
 
+from ..limits import counted
 from ..presence import Person
 from ..room import Room
 from .avatars import BOT_AVATAR_URL, avatar_color, initials, person_avatar_url
@@ -127,7 +128,8 @@ class MyName:
             return  # the box says why
         renames = self.room.limits.rename_rate
         if wait := renames.wait(self.me.id):
-            self.input.error = f'Names change at most {renames.count} times a minute: try again in {wait:.0f} s'
+            self.input.error = (f'Names change at most {counted(renames.count, "time")} a minute: try again in '
+                                f'{wait:.0f} s')
             return
         renames.record(self.me.id)
         name = name.strip()
