@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nicegui import ElementFilter, app, core
+from nicegui import Client, ElementFilter, app, core
 from nicegui.testing import User
 
 from chat.room import Room
@@ -161,3 +161,18 @@ def sent_reply_text(monkeypatch: pytest.MonkeyPatch) -> SentReplyText:
         await original_emit(event, data, **kwargs)
     monkeypatch.setattr(core.sio, 'emit', recording_emit)
     return record
+
+
+def count_connected_returns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the clients whose `await client.connected()` has returned in the page. The page awaits nothing
+    after it, so once a client's id is here, its page handler has run to its end (joined the room or not)."""
+    returned: list[str] = []
+    connected = Client.connected
+
+    async def counted(self: Client, *args: Any, **kwargs: Any) -> None:
+        try:
+            await connected(self, *args, **kwargs)
+        finally:
+            returned.append(self.id)
+    monkeypatch.setattr(Client, 'connected', counted)
+    return returned

@@ -17,7 +17,7 @@ from chat.models import Message
 from chat.room import Room
 from chat.store import Store
 
-from .conftest import eventually, open_room, people_listed
+from .conftest import count_connected_returns, eventually, open_room, people_listed
 
 
 def my_name(user: User) -> str:
@@ -240,14 +240,14 @@ async def test_older_messages_load_on_demand(earlier_messages: list[str], user: 
 
 
 async def test_a_page_request_that_never_opens_its_socket_leaves_no_error(
-        user: User, room: Room, caplog: pytest.LogCaptureFixture) -> None:
+        user: User, room: Room, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """curl, a health check, a link preview or a tab closed at once: NiceGUI prunes its client after a minute."""
     await open_room(user)
+    handled = count_connected_returns(monkeypatch)
     before = set(Client.instances)
     assert (await user.http_client.get('/')).status_code == 200
     (lonely,) = [client for client in Client.instances.values() if client.id not in before]
     Client.prune_instances(client_age_threshold=0)  # what NiceGUI does to it a minute later
-    await eventually(lambda: lonely.is_deleted)
-    await asyncio.sleep(0.2)  # the page's handler resumes after its client's deletion
+    await eventually(lambda: lonely.id in handled)  # the page's handler resumed after its client's deletion, and ended
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR], caplog.text
     assert len(room.presence.people) == 1  # the lonely request never joined the room

@@ -28,7 +28,7 @@ from chat.models import Status
 from chat.room import Room
 
 from .browser import free_port
-from .conftest import eventually, open_room, people_listed
+from .conftest import count_connected_returns, eventually, open_room, people_listed
 from .fake_openai import FakeOpenAI, Script, numbered_tokens
 from .test_bot import ask, replies
 from .test_durability import refuse_writes
@@ -427,10 +427,12 @@ def test_reset_asks_on_a_terminal_and_takes_only_yes(monkeypatch: pytest.MonkeyP
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
-async def test_clients_that_never_connect_do_not_count_as_people(user: User, room: Room) -> None:
+async def test_clients_that_never_connect_do_not_count_as_people(user: User, room: Room,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     await open_room(user)
+    handled = count_connected_returns(monkeypatch)
     for _ in range(3):
         await user.http_client.get('/')  # curl, a link preview: a page, no socket
     Client.prune_instances(client_age_threshold=0)
-    await asyncio.sleep(0.2)
+    await eventually(lambda: len(handled) == 3)  # each page's handler has resumed after its client went, and ended
     assert len(room.presence.people) == 1
