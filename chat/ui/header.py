@@ -28,7 +28,8 @@ class Header:
                     .classes('text-xs text-grey-4').mark('spending')
             for bot in room.bots.values():  # orange: not a real model
                 ui.badge(bot.description, color='orange-9' if isinstance(bot.provider, DemoProvider) else 'teal-8') \
-                    .classes('text-xs ellipsis').style('max-width: 28rem').mark('provider').tooltip(bot.description)
+                    .classes('text-xs ellipsis').style('max-width: 28rem; display: block') \
+                    .mark('provider').tooltip(bot.description)  # block: a flex badge would cut its text without '…'
             ui.space()
             MyName(room, me)
             ui.button(icon='group', on_click=toggle_people).props('flat round dense').classes('text-white') \
