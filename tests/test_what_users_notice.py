@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pty
 import re
 import sqlite3
 import subprocess
@@ -385,15 +387,20 @@ async def test_a_reply_the_shutdown_ends_leaves_no_retry_behind(user: User, room
     caplog.clear()  # the refusal was logged, as it should be
 
 
-def test_reset_with_yes_deletes_every_message(tmp_path: Path) -> None:
-    db = tmp_path / 'chat.db'
-    with sqlite3.connect(db) as connection:  # a room from an earlier run (the app upgrades the table it finds)
+def room_of_an_earlier_run(db: Path) -> None:
+    """One message, in the table an early version made (the app upgrades the table it finds)."""
+    with sqlite3.connect(db) as connection:
         connection.execute('CREATE TABLE message (id INTEGER PRIMARY KEY, kind VARCHAR(20), author VARCHAR, '
                            'author_id VARCHAR, body VARCHAR, status VARCHAR(20), reply_to INTEGER, error VARCHAR, '
                            'model VARCHAR, prompt_tokens INTEGER, completion_tokens INTEGER, first_token_ms INTEGER, '
                            'duration_ms INTEGER, created_at DATETIME, updated_at DATETIME)')
         connection.execute("INSERT INTO message (kind, author, author_id, body, status, created_at, updated_at) "
                            "VALUES ('user', 'Ian', 'ian', 'old', 'done', '2026-01-01', '2026-01-01')")
+
+
+def test_reset_with_yes_deletes_every_message(tmp_path: Path) -> None:
+    db = tmp_path / 'chat.db'
+    room_of_an_earlier_run(db)
     command = [sys.executable, str(ROOT / 'main.py'), '--no-browser', '--no-seed', '--provider', 'demo', '--db',
                str(db), '--reset', '--yes', '--port', str(free_port())]
     environment = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path)}
@@ -413,6 +420,37 @@ def test_reset_with_yes_deletes_every_message(tmp_path: Path) -> None:
             app.terminate()
     with sqlite3.connect(db) as connection:
         assert connection.execute('SELECT count(*) FROM message').fetchone() == (0,)
+
+
+@pytest.mark.parametrize(('answer', 'left'), [('no', 1), ('yes', 0)])
+def test_reset_on_a_terminal_deletes_only_after_a_yes(tmp_path: Path, answer: str, left: int) -> None:
+    """`python main.py --reset` on a real terminal (a pseudo-terminal here): "no" keeps the room and ends the app
+    with what it did; "yes" deletes every message."""
+    db = tmp_path / 'chat.db'
+    room_of_an_earlier_run(db)
+    command = [sys.executable, str(ROOT / 'main.py'), '--no-browser', '--no-seed', '--provider', 'demo', '--db',
+               str(db), '--reset', '--port', str(free_port())]
+    terminal, its_other_end = pty.openpty()
+    with subprocess.Popen(command, cwd=tmp_path, env={'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path)},
+                          stdin=its_other_end, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as app:
+        os.write(terminal, f'{answer}\n'.encode())  # typed ahead: the terminal holds it until the question reads it
+        deadline = threading.Timer(60, app.kill)
+        deadline.start()
+        try:
+            output = ''
+            for line in app.stdout:  # type: ignore[union-attr]
+                output += line
+                if '--reset: deleted' in line:
+                    break
+        finally:
+            deadline.cancel()
+            app.terminate()
+            os.close(terminal)
+            os.close(its_other_end)
+    assert 'Type "yes" to confirm' in output
+    assert ('Nothing was deleted.' in output) == (answer == 'no'), output
+    with sqlite3.connect(db) as connection:
+        assert connection.execute('SELECT count(*) FROM message').fetchone() == (left,)
 
 
 def test_reset_asks_on_a_terminal_and_takes_only_yes(monkeypatch: pytest.MonkeyPatch,
