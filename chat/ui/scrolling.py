@@ -76,12 +76,14 @@ class MessageList:
             older = await self.room.store.recent(self.room.settings.history_size, before_id=oldest)
             if self.client.is_deleted:  # the tab closed meanwhile
                 return
-            with ui.column().classes('w-full gap-1') as batch:
+            with self.older_messages:  # above the pages shown already, from its first bubble: always in order
+                batch = ui.column().classes('w-full gap-1')
+            batch.move(self.older_messages, target_index=0)
+            with batch:
                 for number, message in enumerate(older, 1):
                     self.make_bubble(message)
                     if number % 10 == 0:
                         await asyncio.sleep(0)  # a hundred bubbles take ~80 ms: the other tabs' news goes between
-            batch.move(self.older_messages, target_index=0)
         finally:
             self.loading_older = False
         self.older_button.set_visibility(len(older) >= self.room.settings.history_size and
