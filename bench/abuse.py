@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -65,10 +66,27 @@ def name_box(page: dict[str, dict[str, Any]]) -> str:
                 element.get('events', [])) and 'placeholder' not in element.get('props', {}))
 
 
+async def click(tab: SocketTab, page: dict[str, dict[str, Any]], element_id: str) -> None:
+    await tab._emit('event', {'id': int(element_id), 'client_id': tab.client_id,
+                              'listener_id': listener(page[element_id], 'click'), 'args': [json.dumps({})]})
+
+
+async def open_the_rename_dialog(tab: SocketTab) -> dict[str, dict[str, Any]]:
+    """The page builds its rename dialog at the first click on "Connected as": click it as a reader would, and
+    return the page once the dialog has come."""
+    await click(tab, elements(tab), find(elements(tab), **{'no-caps': True}))
+    for _ in range(200):
+        with contextlib.suppress(StopIteration):
+            name_box(page := elements(tab))
+            return page
+        await asyncio.sleep(0.05)
+    raise RuntimeError('the rename dialog never came')
+
+
 async def abuse(tab: SocketTab, count: int) -> int:
     """Renames, resyncs, older pages and junk, `count` of each, as fast as the socket takes them; returns the messages
     sent."""
-    page = elements(tab)
+    page = await open_the_rename_dialog(tab)
     name, save, older = name_box(page), find(page, label='Save'), find(page, label='Show older messages')
     replies = [key for key, element in page.items() if 'message-id' in element.get('props', {})]
     sent = 0

@@ -179,6 +179,25 @@ async def test_the_bots_are_listed_and_offered_as_you_type_an_at(user: User, roo
         assert user.find(marker='input').elements.pop().value == 'thanks @helper '
 
 
+async def test_a_tab_builds_its_rename_dialog_and_at_menu_only_when_first_needed_and_once(user: User) -> None:
+    """Each element costs every tab memory, and most tabs never rename or type @: the dialog and the menu come with
+    the first click or @, and stay for the next."""
+    await open_room(user)
+
+    def built() -> tuple[int, int]:
+        with user:
+            return len(list(ElementFilter(kind=ui.dialog))), len(list(ElementFilter(kind=ui.menu)))
+    assert built() == (0, 0)
+    user.find(marker='input').type('hello')
+    assert built() == (0, 0)  # no @ typed: no menu
+    for text in (' @', 'c', ' and @h'):
+        user.find(marker='input').type(text)
+        assert built() == (0, 1)
+    for _ in range(3):
+        user.find(marker='me').click()
+        assert built() == (1, 1)
+
+
 def write(tmp_path: Path, text: str) -> Path:
     tmp_path.mkdir(exist_ok=True)
     path = tmp_path / 'bots.toml'

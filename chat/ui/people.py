@@ -98,27 +98,33 @@ def name_problem(name: str, room: Room, me: Person) -> str | None:
 
 
 class MyName:
-    """The header's "Connected as": this tab's name and initials; a click asks for a new name (the dialog is built
-    once, with the page)."""
+    """The header's "Connected as": this tab's name and initials; a click asks for a new name (in a dialog built at
+    the first click, then kept: most tabs never rename, and every element costs each tab memory)."""
 
     def __init__(self, room: Room, me: Person) -> None:
         self.room = room
         self.me = me
+        self.container = ui.context.slot.parent  # the header: where the dialog goes when it is first needed
+        self.dialog: ui.dialog | None = None
         with ui.button(on_click=self.ask).props('flat no-caps').classes('text-white').mark('me'):
             ui.label('Connected as').classes('text-grey-5 q-mr-xs')
             self.name = ui.label(me.name).classes('my-name font-medium q-mr-sm')
             with ui.avatar(color=avatar_color(me.id), text_color='white', size='sm'):
                 self.initials = ui.label(initials(me.name)).classes('text-sm')
             ui.tooltip('Click to change your name')
-        with ui.dialog() as self.dialog, ui.card():
+
+    def build_dialog(self) -> ui.dialog:
+        with self.container, ui.dialog() as dialog, ui.card():
             ui.label('Your name in the room')
             self.input = ui.input(validation=lambda name: name_problem(name, self.room, self.me)) \
                 .props('autofocus').mark('name-input').on('keydown.enter', self.save)
             with ui.row():
                 ui.button('Save', on_click=self.save).mark('save-name')
-                ui.button('Cancel', on_click=self.dialog.close).props('flat')
+                ui.button('Cancel', on_click=dialog.close).props('flat')
+        return dialog
 
     def ask(self) -> None:
+        self.dialog = self.dialog or self.build_dialog()
         self.input.value = self.me.name
         self.dialog.open()
 
@@ -137,7 +143,8 @@ class MyName:
         self.room.presence.rename(self.me, name)
         self.name.set_text(name)
         self.initials.set_text(initials(name))
-        self.dialog.close()
+        if self.dialog:
+            self.dialog.close()
 
 
 class PeopleList:
@@ -183,26 +190,34 @@ class PeopleList:
 
 
 class BotSuggestions:
-    """Typing @ in the message box offers the room's bots; a click puts the chosen name in."""
+    """Typing @ in the message box offers the room's bots; a click puts the chosen name in. (The menu is built the
+    first time it is needed: every element costs each tab memory.)"""
 
     TYPED_MENTION = re.compile(r'(?:^|(?<=\s))@(\w*)$')  # an @ word at the end of the text, being typed
 
     def __init__(self, box: ui.input, names: list[str]) -> None:
         self.box = box
-        with box, ui.menu().props('no-focus no-parent-event').mark('bot-suggestions') as self.menu:
-            self.items = {name: ui.menu_item(f'@{name}', on_click=lambda name=name: self.choose(name))
-                          .mark(f'suggest-{name}') for name in names}
+        self.names = names
+        self.menu: ui.menu | None = None
+        self.items: dict[str, ui.menu_item] = {}
         box.on_value_change(self.offer)
+
+    def build_menu(self) -> ui.menu:
+        with self.box, ui.menu().props('no-focus no-parent-event').mark('bot-suggestions') as menu:
+            self.items = {name: ui.menu_item(f'@{name}', on_click=lambda name=name: self.choose(name))
+                          .mark(f'suggest-{name}') for name in self.names}
+        return menu
 
     def offer(self) -> None:
         typed = self.TYPED_MENTION.search(self.box.value if isinstance(self.box.value, str) else '')
         start = typed.group(1).lower() if typed else None
-        matching = [name for name in self.items if start is not None and name.lower().startswith(start)]
-        for name, item in self.items.items():
-            item.set_visibility(name in matching)
+        matching = [name for name in self.names if start is not None and name.lower().startswith(start)]
         if matching and [name.lower() for name in matching] != [start]:  # not when the name is typed out already
+            self.menu = self.menu or self.build_menu()
+            for name, item in self.items.items():
+                item.set_visibility(name in matching)
             self.menu.open()
-        else:
+        elif self.menu:
             self.menu.close()
 
     def choose(self, name: str) -> None:
