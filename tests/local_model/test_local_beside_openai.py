@@ -25,8 +25,8 @@ async def test_gpt_on_openai_and_local_on_smollm2_both_answer_one_message(
         two_tabs: tuple[User, User], room: Room, fake_openai: FakeOpenAI, sent_reply_text: SentReplyText) -> None:
     assert isinstance(room.bots['gpt'].provider, OpenAIProvider)
     assert isinstance(room.bots['local'].provider, LocalModelProvider)
-    room.bots['local'].max_tokens = 40  # a short answer; @gpt's takes 10 s: still writing as SmolLM2 starts (loaded)
-    fake_openai.script = Script(tokens=numbered_tokens(200), delay=0.05)
+    room.bots['local'].max_tokens = 40  # a short answer; @gpt's takes 20 s: still writing as SmolLM2 starts (loaded)
+    fake_openai.script = Script(tokens=numbered_tokens(400), delay=0.05)  # (10 s was once too short in CI)
     asker, watcher = two_tabs
     await ask(asker, '@gpt and @local: what is the sea?')
     await eventually(lambda: len(replies(room)) == 2)
@@ -37,7 +37,7 @@ async def test_gpt_on_openai_and_local_on_smollm2_both_answer_one_message(
                      and len(room.replies.in_progress[local.id].text) > 10, 20, 'the two did not stream together')
     await eventually(lambda: not gpt.status.in_progress and not local.status.in_progress, 60, 'a reply did not end')
 
-    assert (gpt.status, gpt.author, gpt.body) == (Status.DONE, 'GPT', ''.join(numbered_tokens(200)))
+    assert (gpt.status, gpt.author, gpt.body) == (Status.DONE, 'GPT', ''.join(numbered_tokens(400)))
     assert (local.status, local.author, local.model) == (Status.DONE, 'SmolLM2', 'SmolLM2')
     assert len(local.body.split()) > 3 and ' w0' not in local.body, local.body  # the model's words, not the server's
     (request,) = fake_openai.requests  # @local never reached the OpenAI server
