@@ -1,10 +1,11 @@
 """One reply's life, and the replies in progress.
 
 A `ReplyStream` is the only writer of its reply and, while it is written, the owner of its text (a `LiveMarkdown`:
-the text, and its finished blocks rendered once each): a tab that opens or catches up, and the relay, ask it. Tokens
-arrive as fast as the provider sends them; the tabs get the new text, and the blocks it finished, on a beat shared
-by every reply (`ui_interval`: one `grew` event with every reply's `Growth`, so one socket message per tab), the
-database at most every `db_interval` (plus a final write). So a long reply costs about its own size.
+the text, and its finished blocks rendered once each): a tab that opens or catches up asks it (`Room.reply_so_far`).
+Tokens arrive as fast as the provider sends them; the tabs get the new text, and the blocks it finished, on a beat
+shared by every reply (`ui_interval`: one `grew` event with every reply's `Growth`, so one socket message per tab;
+the relay forwards the same event to other instances), the database at most every `db_interval` (plus a final
+write). So a long reply costs about its own size.
 
 `Replies` starts replies, finds them by id, and keeps the beat. (Who may ask for one, and when: limits.py.)
 """
@@ -12,24 +13,24 @@ database at most every `db_interval` (plus a final write). So a long reply costs
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .bot import Bot
 from .config import Settings
+from .final_saves import FinalSaves
 from .markdown import LiveMarkdown
 from .models import INTERRUPTED_ERROR, Kind, Message, Status, utc_now
-from .providers import ProviderError, Request, explain_error
+from .provider_errors import explain_error
+from .providers import Request
 from .store import Store
 from .tokens import prompt_bound_tokens, usage_to_store
+from .watchdog import ReplyTimeout, Watchdog
 
 log = logging.getLogger(__name__)
-
-
-class ReplyTimeout(ProviderError):
-    """The provider went quiet: no first token, or no new token, within the allowed time."""
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,8 @@ class ReplyStream:
         self.refused = False  # the provider refused the question before any text: it cost nothing
         self.finishing = False
         self.task: asyncio.Task | None = None
-        self.late_ending: asyncio.Task | None = None  # see end_if_cancelled_before_it_began
+        self.watchdog = Watchdog(self.settings.reply_timeout)  # a provider that goes quiet fails the reply
         self._save_timer: asyncio.TimerHandle | None = None
-        self._watchdog: asyncio.Timeout | None = None
 
     @property
     def id(self) -> int:
@@ -89,9 +89,19 @@ class ReplyStream:
         return self.live.text
 
     def stop(self, by: str = '') -> None:
-        # Once the reply is ending, a second Stop (or the shutdown) must not cancel its final write and its goodbye.
         if self.task and not self.task.done() and not self.stop_requested and not self.finishing:
             self.stop_requested, self.stopped_by = True, by
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Cancel the task, unless the reply is ending: a second Stop (or the shutdown) must not cancel its final
+        write and its goodbye. A task started in this turn of the event loop has not taken its first step: cancelled
+        now, `run` would never run, nor its `finally`; so it is cancelled after that step (it is queued first)."""
+        if self.task is None or self.task.done() or self.finishing:
+            return
+        if inspect.getcoroutinestate(self.task.get_coro()) == inspect.CORO_CREATED:
+            self.task.get_loop().call_soon(self.cancel)
+        else:
             self.task.cancel()  # the provider's stream closes its HTTP connection as the cancellation unwinds it
 
     async def run(self) -> None:
@@ -104,7 +114,7 @@ class ReplyStream:
                               waiting_in_line=self._waiting_in_line)
             # Until the reply ends, the daily budget holds this prompt and max_tokens for it, on every instance.
             self._write('the prompt bound', prompt_tokens=prompt_bound_tokens(request.messages))
-            async for text in self._within_timeout(self.bot.provider.stream(request)):
+            async for text in self.watchdog.watch(self.bot.provider.stream(request), lambda: self.stop_requested):
                 self._add(text)
             if not self.text.strip():
                 status, error = Status.ERROR, 'The model sent an empty reply.'
@@ -126,42 +136,10 @@ class ReplyStream:
             return Status.STOPPED, f'by {self.stopped_by}' if self.stopped_by else None
         return Status.INTERRUPTED, INTERRUPTED_ERROR
 
-    def end_if_cancelled_before_it_began(self, task: asyncio.Task) -> None:
-        """A Stop (or the shutdown) in the same turn of the event loop as the reply's start cancels its task before
-        `run` takes its first step, so `run`'s `finally` never runs: the reply ends here instead, as `run` would."""
-        if task.cancelled() and not self.finishing:
-            self.late_ending = asyncio.create_task(self._finish(*self._cancelled_ending(), time.monotonic(), None),
-                                                   name=f'end of reply {self.id}')
-
-    async def _within_timeout(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
-        """The provider's stream, failing if it goes quiet for `reply_timeout` seconds (no first token, or no new
-        one). The watchdog: waiting in line for a local model is not going quiet (see `_waiting_in_line`)."""
-        try:
-            while True:
-                timeout = self.settings.reply_timeout
-                try:
-                    # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a Stop's cancellation
-                    # when a token arrives at the same moment.
-                    async with asyncio.timeout(timeout) as self._watchdog:
-                        text = await anext(stream)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    what = 'The reply stalled: no new text' if self.text else 'No answer'
-                    raise ReplyTimeout(f'{what} within {timeout:g} s.') from None
-                # A cancel that the provider swallowed (a Stop, or the shutdown): end it here.
-                if self.stop_requested or asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    raise asyncio.CancelledError
-                yield text
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-
     def _waiting_in_line(self, waiting: bool) -> None:
         """The provider answers one question at a time: this one waits (the watchdog too), or its turn has come."""
         self._set_status(Status.WAITING if waiting else Status.THINKING)
-        if self._watchdog is not None:
-            restart = asyncio.get_running_loop().time() + self.settings.reply_timeout
-            self._watchdog.reschedule(None if waiting else restart)
+        self.watchdog.wait_in_line(waiting)
 
     def _add(self, text: str) -> None:
         if self.first_token_at is None:
@@ -195,17 +173,6 @@ class ReplyStream:
         loop = asyncio.get_running_loop()
         self._save_timer = loop.call_at(next_beat(loop.time(), self.settings.db_interval), self._save)
 
-    async def _save_the_end_later(self, ending: dict[str, object]) -> None:
-        """The database refused the final write (full, read-only for a moment): left as it is, the stored reply
-        would stay 'streaming', and the daily budget would hold its worst case all day. Try again, ever more slowly."""
-        for delay in (1, 5, 30, 120):
-            await asyncio.sleep(delay)
-            try:
-                await self.replies.store.save(self.id, body=self.text, **ending)
-                return
-            except Exception as error:
-                log.warning('could not save the end of reply %s, again: %s', self.id, error)
-
     def _save(self) -> None:
         self._save_timer = None
         self._write('the text so far', body=self.text, status=Status.STREAMING)
@@ -235,13 +202,7 @@ class ReplyStream:
             'completion_tokens': usage.completion_tokens if usage else None,
             'usage_estimated': bool(usage and usage.estimated),
         }
-        try:
-            await asyncio.shield(self.replies.store.save(self.id, body=self.text, **ending))
-        except Exception:
-            log.exception('could not save the end of reply %s (tried again later)', self.id)
-            retry = asyncio.create_task(self._save_the_end_later(ending), name=f'end of reply {self.id}, again')
-            self.replies.saving_again.add(retry)
-            retry.add_done_callback(self.replies.saving_again.discard)
+        await self.replies.final_saves.save(self.id, {'body': self.text, **ending})
         # Only now, all at once: the reply ends in memory, the asker may ask again, and every tab hears of it.
         for name, value in ending.items():
             setattr(self.message, name, value)
@@ -257,7 +218,7 @@ class Replies:
         self.settings = settings
         self.news = news
         self.in_progress: dict[int, ReplyStream] = {}  # by the reply's message id
-        self.saving_again: set[asyncio.Task] = set()  # ended replies whose final write the database refused
+        self.final_saves = FinalSaves(store)  # the ends of replies, tried again if the database refuses them
         self._beat: asyncio.TimerHandle | None = None
 
     async def start(self, bot: Bot, question: Message, asker_keys: tuple[str, ...]) -> ReplyStream:
@@ -268,7 +229,6 @@ class Replies:
         self.in_progress[reply.id] = reply
         self.news.added(message)
         reply.task = asyncio.create_task(reply.run(), name=f'reply {reply.id}')
-        reply.task.add_done_callback(reply.end_if_cancelled_before_it_began)
         return reply
 
     def stop(self, message_id: int, by: str = '') -> bool:
@@ -307,14 +267,7 @@ class Replies:
     async def interrupt_all(self) -> None:
         """On shutdown: end every reply in progress as interrupted, with its text so far saved."""
         replies = list(self.in_progress.values())
-        tasks = [reply.task for reply in replies if reply.task]
         for reply in replies:
-            if reply.task and not reply.finishing:  # one that is ending already gets to save its end
-                reply.task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        # (a reply whose task had not begun ends in a task of its own, made as its task ended: before this line)
-        await asyncio.gather(*(reply.late_ending for reply in replies if reply.late_ending), return_exceptions=True)
-        # Last, so the retries of the ends just refused go too. (A reply refused its final write stays 'streaming':
-        # the next start ends it.)
-        for retry in self.saving_again:
-            retry.cancel()
+            reply.cancel()  # (not one that is ending already: it gets to save its end)
+        await asyncio.gather(*(reply.task for reply in replies if reply.task), return_exceptions=True)
+        self.final_saves.cancel_all()  # last, so the retries of the ends just refused go too

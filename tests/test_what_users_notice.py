@@ -23,8 +23,8 @@ import pytest
 from nicegui import Client
 from nicegui.testing import User
 
+from chat import final_saves as final_saves_module
 from chat import limits
-from chat import reply as reply_module
 from chat.command_line import confirm_reset, parse_settings
 from chat.models import Status
 from chat.room import Room
@@ -309,7 +309,7 @@ async def test_a_database_that_refuses_a_replys_writes_leaves_no_one_locked_out(
 
 
 class ShortSleeps:
-    """reply.py's asyncio, its sleeps a hundred times shorter: the final save's retries (1, 5, 30, 120 s) come in
+    """final_saves.py's asyncio, its sleeps a hundred times shorter: the retries (1, 5, 30, 120 s) come in
     milliseconds. Everything else is asyncio's own."""
 
     def __getattr__(self, name: str) -> object:
@@ -343,12 +343,12 @@ def refuse_final_saves(room: Room, monkeypatch: pytest.MonkeyPatch, times: int) 
 async def test_a_final_save_the_database_refused_is_tried_again(user: User, room: Room, monkeypatch: pytest.MonkeyPatch,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     """Else the stored reply would stay 'streaming' (and the daily budget hold its worst case) all day."""
-    monkeypatch.setattr(reply_module, 'asyncio', ShortSleeps())
+    monkeypatch.setattr(final_saves_module, 'asyncio', ShortSleeps())
     attempts = refuse_final_saves(room, monkeypatch, times=2)  # its end, and the first retry
     await open_room(user)
     await ask(user, '@gpt write something [[tokens:3]]')
     await eventually(lambda: replies(room) and not replies(room)[0].status.in_progress)
-    await eventually(lambda: not room.replies.saving_again, message='the retries did not end')
+    await eventually(lambda: not room.replies.final_saves.tasks, message='the retries did not end')
     stored = await room.store.get(replies(room)[0].id)  # type: ignore[arg-type]
     assert stored and stored.status == Status.DONE and stored.body == ''.join(numbered_tokens(3))
     assert attempts == ['refused', 'refused', 'saved']
@@ -363,11 +363,11 @@ async def test_the_shutdown_cancels_the_final_saves_still_to_be_tried(
     attempts = refuse_final_saves(room, monkeypatch, times=99)
     await open_room(user)
     await ask(user, '@gpt write something [[tokens:3]]')
-    await eventually(lambda: room.replies.saving_again, message='no retry of the refused end')
-    (retry,) = room.replies.saving_again  # its first try is a second away
+    await eventually(lambda: room.replies.final_saves.tasks, message='no retry of the refused end')
+    (retry,) = room.replies.final_saves.tasks  # its first try is a second away
     await room.replies.interrupt_all()
     await eventually(retry.done, 0.5, 'the retry was not cancelled')
-    assert retry.cancelled() and attempts == ['refused'] and not room.replies.saving_again
+    assert retry.cancelled() and attempts == ['refused'] and not room.replies.final_saves.tasks
     caplog.clear()  # the refusal was logged, as it should be
 
 
@@ -383,7 +383,7 @@ async def test_a_reply_the_shutdown_ends_leaves_no_retry_behind(user: User, room
     await eventually(lambda: replies(room) and replies(room)[0].status == Status.STREAMING)
     await room.replies.interrupt_all()
     assert replies(room)[0].status == Status.INTERRUPTED and attempts == ['refused']
-    assert all(retry.cancelling() or retry.done() for retry in room.replies.saving_again), 'a retry was left'
+    assert all(retry.cancelling() or retry.done() for retry in room.replies.final_saves.tasks), 'a retry was left'
     caplog.clear()  # the refusal was logged, as it should be
 
 
