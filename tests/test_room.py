@@ -70,6 +70,14 @@ async def test_three_tabs_see_each_message_once_as_its_author(create_user: Calla
         assert tabs[0].find(marker='input').elements.pop().value == ''  # cleared once stored
 
 
+async def test_the_message_box_says_how_to_ask_the_bot(user: User, room: Room) -> None:
+    """With one bot (no bots file): its name to write, and whom it asks. (Several bots: the browser test.)"""
+    await open_room(user)
+    with user:
+        (box,) = ElementFilter(marker='input')
+        assert box.props.get('placeholder') == 'Message the room. Write @gpt to ask GPT.'
+
+
 async def test_mine_is_decided_by_identity_not_by_name(create_user: Callable[[], User], room: Room) -> None:
     alice, twin = create_user(), create_user()
     await open_room(alice)

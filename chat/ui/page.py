@@ -25,12 +25,6 @@ T = TypeVar('T')
 STYLE_SHEET = Path(__file__).with_name('style.css')
 
 
-def placeholder(names: list[str]) -> str:
-    if len(names) == 1:
-        return f'Message the room. Write @{names[0]} to ask {names[0].upper()}.'
-    return f'Message the room. Write @ and a name to ask {", ".join(f"@{name}" for name in names)}.'
-
-
 class ChatPage:
     """One tab's view of the room: built once when the tab opens, then kept current by the room's events."""
 
@@ -62,9 +56,9 @@ class ChatPage:
 
     def build_footer(self) -> None:
         with ui.footer().classes('bg-white q-pa-sm'), ui.row().classes('w-full items-center no-wrap gap-2'):
-            self.input = ui.input(placeholder=placeholder(list(self.room.bots))) \
-                .props('outlined dense autofocus').classes('grow').mark('input').on('keydown.enter', self.send)
-            self.suggestions = BotSuggestions(self.input, list(self.room.bots))
+            self.input = ui.input().props('outlined dense autofocus').classes('grow').mark('input') \
+                .on('keydown.enter', self.send)
+            self.suggestions = BotSuggestions(self.input, list(self.room.bots))  # and the box names them
             ui.button(icon='send', on_click=self.send).props('round unelevated color=primary').mark('send')
 
     # what the room tells every tab

@@ -189,15 +189,22 @@ class PeopleList:
         self.rows[person.id] = row
 
 
+def placeholder(names: list[str]) -> str:
+    if len(names) == 1:
+        return f'Message the room. Write @{names[0]} to ask {names[0].upper()}.'
+    return f'Message the room. Write @ and a name to ask {", ".join(f"@{name}" for name in names)}.'
+
+
 class BotSuggestions:
-    """Typing @ in the message box offers the room's bots; a click puts the chosen name in. (The menu is built the
-    first time it is needed: every element costs each tab memory.)"""
+    """The message box names the room's bots, and typing @ in it offers them; a click puts the chosen name in. (The
+    menu is built the first time it is needed: every element costs each tab memory.)"""
 
     TYPED_MENTION = re.compile(r'(?:^|(?<=\s))@(\w*)$')  # an @ word at the end of the text, being typed
 
     def __init__(self, box: ui.input, names: list[str]) -> None:
         self.box = box
         self.names = names
+        box.props['placeholder'] = placeholder(names)
         self.menu: ui.menu | None = None
         self.items: dict[str, ui.menu_item] = {}
         box.on_value_change(self.offer)
