@@ -1,4 +1,4 @@
-"""The one table: every message, from people and from the bot."""
+"""The one table: every message, from people and from the bots."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class Message(SQLModel, table=True):
     author_id: str = Field(index=True)  # a tab's identity id; "mine" is decided by this, never by the name
     body: str = ''
     status: Status = Field(default=Status.DONE, index=True, sa_type=stored_as_value(Status))
-    reply_to: int | None = None  # for a bot reply: the message that mentioned @gpt
+    reply_to: int | None = None  # for a bot reply: the message that mentioned the bot
     error: str | None = None  # a short, human note shown in the bubble: why it failed, or who stopped it
     model: str | None = None
     prompt_tokens: int | None = None

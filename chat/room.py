@@ -84,7 +84,7 @@ class Room:
             self.publish(message)
             failed = [f'@{bot.name}' for bot in asked if not await self.start_reply(bot, message, person.keys)]
         finally:  # stored, refused or cancelled (the tab went away): no place stays held; a reply holds its own
-            for bot in asked:
+            for bot in asked:  # (start_reply released those it reached already: releasing again does nothing)
                 self.limits.release(person.keys, bot)
         if failed:
             raise MessageRefused(f'Your message was sent, but {" and ".join(failed)} could not start a reply (the '
