@@ -4,8 +4,8 @@ Growing a text the usual NiceGUI way (an element or a prop per piece, in every t
 a JSON encoding per tab per piece. Here each beat's `grew` event (reply.py keeps the beat) becomes ONE socket
 message, {reply id: [offset, new text, and the blocks it finished, rendered once]}, which socket.io encodes once for
 every tab; `reply_text.js` in each tab appends its part. What a tab misses heals: a piece's offset shows a gap (a
-dropped socket), and the tab asks for the reply so far; so does a tab opened mid-reply, or one that missed the end,
-which every tab is told through NiceGUI's own channel.
+dropped socket), and the tab asks for the reply so far; so does one that missed the end, which every tab is told
+through NiceGUI's own channel. A tab opened mid-reply gets the reply so far when its bubble is built.
 """
 
 from __future__ import annotations
