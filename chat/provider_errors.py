@@ -12,7 +12,7 @@ from .providers import ProviderError
 
 
 def explain_error(error: Exception, *, mid_reply: bool) -> str:
-    """A short, human sentence for the bubble. The detail goes to the log; no key or URL secret ever goes here."""
+    """The sentence for the bubble; `mid_reply`: some text came first, and it is kept (the sentence says so)."""
     if isinstance(error, ProviderError):
         return str(error)
     if mid_reply and isinstance(error, openai.APIConnectionError):
