@@ -119,6 +119,9 @@ class FakeOpenAI:
         self.open_streams = 0
         self.tokenizer = False  # True: llama.cpp's /apply-template and /tokenize, one token a word (else 404)
         self.stopping = threading.Event()  # wakes sleeping and stalled handlers so stop() never hangs
+        # Set: streams send the rest of their tokens without their delay (a test that needs a reply long enough
+        # to see something happen while it streams, however long that takes, and then no longer).
+        self.hurry = threading.Event()
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
@@ -286,7 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._write(b'data: {not json\n\n')
             if token is None:
                 break
-            if count and fake.stopping.wait(script.delay):
+            if count and not fake.hurry.is_set() and fake.stopping.wait(script.delay):
                 return False
             self._write(chunk({'content': token}))
             fake.sent.append((time.time(), token))  # list.append is atomic, so no lock on this hot path
