@@ -64,11 +64,13 @@ def next_beat(now: float, interval: float) -> float:
 class ReplyStream:
     def __init__(self, replies: Replies, message: Message, asker_keys: tuple[str, ...], bot: Bot) -> None:
         self.replies = replies  # the registry it belongs to: it keeps the beat, and forgets this reply at its end
-        self.message = message  # its status is this reply's to change; its body is written once, at the end
+        # The shared copy every tab's bubble holds: its status is this reply's to change, and its body is filled in
+        # once, at the end (until then the text is `self.so_far`'s; the database gets it every `db_interval`: `_save`).
+        self.message = message
         self.asker_keys = asker_keys  # who asked: their identity and browser (one pending question each, per bot)
         self.bot = bot
         self.settings = replies.settings
-        self.live = LiveMarkdown()  # everything received so far, and its finished blocks
+        self.so_far = LiveMarkdown()  # the reply so far: everything received, and its finished blocks
         self.published = 0  # how much of the text the tabs have been sent
         self.first_token_at: float | None = None
         self.stop_requested = False
@@ -86,7 +88,7 @@ class ReplyStream:
 
     @property
     def text(self) -> str:
-        return self.live.text
+        return self.so_far.text
 
     def stop(self, by: str = '') -> None:
         if self.task and not self.task.done() and not self.stop_requested and not self.finishing:
@@ -124,7 +126,7 @@ class ReplyStream:
                 raise
         except Exception as exception:
             status, error = Status.ERROR, explain_error(exception, mid_reply=bool(self.text))
-            # (a model that went quiet may have read the prompt: that one is counted)
+            # Refused before any text, it cost nothing; a model that went quiet may have read the prompt: it counts.
             self.refused = not self.text and not isinstance(exception, ReplyTimeout)
             log.warning('reply %s failed: %s', self.id, error, exc_info=not isinstance(exception, ReplyTimeout))
         finally:
@@ -145,7 +147,7 @@ class ReplyStream:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
             self._set_status(Status.STREAMING)
-        self.live.text += text
+        self.so_far.text += text
         self.replies.text_arrived()  # to the tabs on the next beat
         self._save_soon()
 
@@ -156,7 +158,7 @@ class ReplyStream:
     def take_growth(self) -> Growth | None:
         """What the tabs have not been sent yet: the new text, and the blocks it finished (all of them once the
         reply is ending), each rendered now, once for every tab. From now on the tabs have it."""
-        finished = self.live.take_finished(final=self.finishing)
+        finished = self.so_far.take_finished(final=self.finishing)
         if self.published == len(self.text) and not finished:
             return None
         growth = Growth(self.published, self.text[self.published:], finished)

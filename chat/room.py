@@ -82,9 +82,13 @@ class Room:
         try:
             message = await self.store_message(person, text)
             self.publish(message)
-            failed = [f'@{bot.name}' for bot in asked if not await self.start_reply(bot, message, person.keys)]
-        finally:  # stored, refused or cancelled (the tab went away): no place stays held; a reply holds its own
-            for bot in asked:  # (start_reply released those it reached already: releasing again does nothing)
+            failed = []
+            for bot in asked:  # one after the other; each streams as soon as it has started
+                if not await self.start_reply(bot, message, person.keys):
+                    failed.append(f'@{bot.name}')
+        finally:  # stored, refused or cancelled (the tab went away): no place stays held; a reply holds its own.
+            # start_reply released the places of those it reached already: releasing one again does nothing.
+            for bot in asked:
                 self.limits.release(person.keys, bot)
         if failed:
             raise MessageRefused(f'Your message was sent, but {" and ".join(failed)} could not start a reply (the '
@@ -123,7 +127,7 @@ class Room:
         """A reply in progress as far as it got (its text and finished blocks), from its owner: the reply itself if it
         streams here, else the relay (another instance writes it). None once it has ended."""
         if reply := self.replies.in_progress.get(message_id):
-            return reply.live
+            return reply.so_far
         return self.other_instances.reply_so_far(message_id) if self.other_instances else None
 
     def stop(self, message_id: int, by: Person | None = None) -> None:

@@ -29,8 +29,8 @@ class Bubble:
         is_reply = message.kind == Kind.BOT
         avatar = BOT_AVATAR_URL if is_reply else person_avatar_url(message.author, message.author_id)
         # A person's message is plain text: Quasar's own text part (one child, escaped) is the cheapest way to show it.
-        text = None if is_reply else message.body
-        self.element = ui.chat_message(text, name=message.author, stamp=status_line(message), avatar=avatar,
+        plain_text = None if is_reply else message.body
+        self.element = ui.chat_message(plain_text, name=message.author, stamp=status_line(message), avatar=avatar,
                                        sent=mine).classes('w-full').mark(f'message-{message.id}')
         self.element.props['data-message-id'] = str(message.id)  # an HTML attribute: text
         self.element.props['data-kind'] = message.kind

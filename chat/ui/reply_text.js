@@ -49,9 +49,13 @@ export default {
     this.waiting = false; // asked the server for the reply so far; pieces wait in `held` until it comes
     this.held = [];
     this.writingView = new BlockBeingWritten(this.$refs.tail);
+    // show() sets what this tab has of the reply: `blocksEnd`, `writing` (the text after them) and `length`
     this.show({ html: this.html, done: this.done, tail: this.tail });
     const key = String(this.messageId);
-    if (!this.live) return early.delete(key); // it ended before it mounted: its early pieces are in `html` already
+    if (!this.live) {
+      early.delete(key); // it ended before it mounted: its early pieces are in `html` already
+      return;
+    }
     listen();
     streams.set(key, this);
     for (const piece of early.get(key) || []) this.add(piece);

@@ -24,14 +24,14 @@ from ..room import Room
 EVENT_NAME = 'grew'  # the socket message reply_text.js listens for; short, as it goes out 20 times a second
 
 
-def reply_state(live: LiveMarkdown | None, message: Message) -> dict[str, Any]:
+def reply_state(so_far: LiveMarkdown | None, message: Message) -> dict[str, Any]:
     """What reply_text.js shows of a reply: its finished blocks rendered, where they end, and the text after them.
-    `live`: the reply so far, from its owner; without one, the message as stored (still being written elsewhere,
+    `so_far`: the reply so far, from its owner; without it, the message as stored (still being written elsewhere,
     and not yet followed here, or ended)."""
-    if live is None and not message.status.in_progress:  # ended: every block is finished
+    if so_far is None and not message.status.in_progress:  # ended: every block is finished
         return {'html': render_markdown(message.body), 'done': len(message.body), 'tail': ''}
-    live = live or LiveMarkdown(message.body)
-    return {'html': live.html, 'done': live.done, 'tail': live.text[live.done:]}
+    so_far = so_far or LiveMarkdown(message.body)
+    return {'html': so_far.html, 'done': so_far.done, 'tail': so_far.text[so_far.done:]}
 
 
 # reply_text.js imports reply_blocks.js by name: NiceGUI puts each of an element's `dependencies` in the page's
