@@ -1,6 +1,6 @@
 """The room in real Chromium tabs, against `python main.py` in its own process and the local fake model server.
 
-Each test opens three new tabs (three new people) on the module's one app process. A test finds its own
+Most tests open three new tabs (three new people) on the module's one app process. A test finds its own
 messages by id, so what earlier tests left in the room does not matter.
 """
 
@@ -118,18 +118,23 @@ def test_a_tab_reloaded_mid_reply_shows_the_text_so_far_then_all_of_it(tabs: lis
 
 
 @pytest.mark.parametrize('seconds', [1.5, 5.0], ids=['short-drop', 'longer-than-reconnect-timeout'])
-def test_a_tab_whose_connection_drops_mid_reply_catches_up(tabs: list[Tab], seconds: float) -> None:
+def test_a_tab_whose_connection_drops_mid_reply_catches_up(chat_app: AppProcess, open_tabs: TabsFactory,
+                                                           seconds: float) -> None:
     """A short drop is bridged by NiceGUI's message history; after a long one the client is gone and the page
     loads again: either way the tab ends with the whole reply."""
-    asker, dropped, _ = tabs
+    [asker] = open_tabs(chat_app.url, 1)
+    # A browser window of its own: going offline is per window (context), and the asker's tab must stay online
+    # (sharing one, the asker's socket dropped too, its page reloaded, and reading it failed mid-navigation).
+    [dropped] = open_tabs(chat_app.url, 1)
     reply_id = asker.ask('@gpt keep talking [[tokens:300]] [[delay:0.03]]')
     wait_until(lambda: states([dropped], reply_id)[0], lambda s: s[0] == 'streaming' and len(s[1]) > 20,
                message='the reply did not start streaming')
     dropped.page.context.set_offline(True)
     dropped.page.evaluate('window.socket.io.engine.close()')  # the socket drops; reconnecting fails while offline
-    seen_while_offline = states([dropped], reply_id)[0][1]
+    (_, seen_while_offline), (_, asker_had) = states([dropped, asker], reply_id)
     dropped.page.wait_for_timeout(seconds * 1000)
     assert states([dropped], reply_id)[0][1] == seen_while_offline, 'text arrived while the tab was offline'
+    assert len(states([asker], reply_id)[0][1]) > len(asker_had), 'the asker went offline too'
     dropped.page.context.set_offline(False)
 
     def state_across_reloads() -> tuple[str, str]:  # NiceGUI may reload the page to reconnect: that is fine
