@@ -65,7 +65,8 @@ class ReplyStream:
     def __init__(self, replies: Replies, message: Message, asker_keys: tuple[str, ...], bot: Bot) -> None:
         self.replies = replies  # the registry it belongs to: it keeps the beat, and forgets this reply at its end
         # The shared copy every tab's bubble holds: its status is this reply's to change, and its body is filled in
-        # once, at the end (until then the text is `self.so_far`'s; the database gets it every `db_interval`: `_save`).
+        # once, at the end (until then the text is `self.so_far`'s, and the database gets it at most every
+        # `db_interval`: `_save`).
         self.message = message
         self.asker_keys = asker_keys  # who asked: their identity and browser (one pending question each, per bot)
         self.bot = bot
