@@ -133,6 +133,7 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         self.stopping.clear()
+        self.hurry.clear()  # a server started again streams at its scripted pace
         self._httpd = _HTTPServer((self.host, self.port), _Handler)
         self._httpd.fake = self
         self.port = self._httpd.server_address[1]  # the real port when the OS picked one
